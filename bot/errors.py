@@ -1,0 +1,38 @@
+"""Typed errors. Each carries a message a user can act on; doors show `str(error)` where the user asked."""
+
+
+class TierbotError(Exception):
+    """Base for every error that is the user's to fix (bad input), not a bug."""
+
+
+class SpecInvalid(TierbotError):
+    """tierbot.yaml (or a tiers file) failed validation; `problems` lists `file:line: field: message`."""
+
+    def __init__(self, file: str, problems: list[str]):
+        self.file = file
+        self.problems = problems
+        super().__init__(f"{file} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class TierUnknown(TierbotError):
+    pass
+
+
+class TierForbidden(TierbotError):
+    pass
+
+
+class RefNotFound(TierbotError):
+    pass
+
+
+class RepositoryUnavailable(TierbotError):
+    pass
+
+
+class OutputsRejected(TierbotError):
+    """The outputs directory broke a safety rule (traversal, symlink out of the workspace, limits)."""
+
+
+class RunNotFound(TierbotError):
+    pass

@@ -1,0 +1,74 @@
+"""Configuration, declared once: `TIERBOT_*` environment variables, or a YAML file named by
+`TIERBOT_CONFIG`. Everything below reads a `Settings` passed to it, never the environment."""
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "tierbot"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TIERBOT_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Database, caches, outputs.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in data_dir when unset.")
+    tiers_file: Path | None = None
+    git_url_template: str | None = Field(None, description="e.g. file:///srv/mirrors/{full_name}.git")
+    github_api_url: str = "https://api.github.com"
+    slack_api_url: str = "https://slack.com/api/"
+
+    lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
+    max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")
+    poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued runs.")
+
+    max_output_files: int = Field(10_000, ge=1)
+    max_output_bytes: int = Field(5 * 1024**3, ge=1)
+    max_log_bytes: int = Field(10 * 1024**2, ge=1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        config = os.environ.get("TIERBOT_CONFIG")
+        if config:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
+        return tuple(sources)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'tierbot.db'}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def mirrors_dir(self) -> Path:
+        return self.data_dir / "mirrors"
+
+    @property
+    def worktrees_dir(self) -> Path:
+        return self.data_dir / "worktrees"
+
+    @property
+    def envs_dir(self) -> Path:
+        return self.data_dir / "envs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"

@@ -1,0 +1,216 @@
+"""The experiment contract: `tierbot.yaml` at a repository's root, as pydantic models.
+
+`tierbot schema` prints the JSON Schema generated from these models; `load_spec` validates a file and
+names the file, the line and the field of every problem.
+"""
+
+import fnmatch
+import hashlib
+import json
+import re
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bot.yamlmodel import load_model
+
+SPEC_FILE = "tierbot.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _relative_path(value: str, what: str) -> str:
+    """Reject paths that could leave the repository: absolute, `..`, or empty."""
+    path = PurePosixPath(value)
+    if not value.strip() or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{what} must be a relative path inside the repository, got {value!r}")
+    return str(path)
+
+
+class RunSection(_Strict):
+    command: str = Field(description="Shell command that runs the experiment, from the repository root.")
+    outputs: str = Field("outputs", description="Directory (relative) where the experiment writes outputs.")
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs_inside(cls, value: str) -> str:
+        return _relative_path(value, "run.outputs")
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("run.command must not be empty")
+        return value
+
+
+class EnvironmentSection(_Strict):
+    requirements: str | None = Field(
+        None, description="pip requirements file for local runs; without it the command runs as is."
+    )
+    dockerfile: str | None = Field(None, description="The repository's Dockerfile, for container tiers.")
+
+    @field_validator("requirements", "dockerfile")
+    @classmethod
+    def _inside(cls, value: str | None) -> str | None:
+        return None if value is None else _relative_path(value, "environment file")
+
+
+Threshold = float | str
+
+
+def parse_threshold(value: Threshold) -> tuple[float, bool]:
+    """(amount, relative): `0.01` is absolute, `"2%"` is relative to main's value."""
+    if isinstance(value, int | float):
+        return float(value), False
+    text = value.strip()
+    if text.endswith("%"):
+        return float(text[:-1]) / 100, True
+    return float(text), False
+
+
+class MetricRule(_Strict):
+    direction: Literal["higher", "lower"] | None = Field(
+        None, description="Which way is better; without it changes are shown but never judged."
+    )
+    max_regression: Threshold | None = Field(
+        None, description="Fail when the metric gets worse by more than this: 0.01 (absolute) or '2%'."
+    )
+
+    @field_validator("max_regression")
+    @classmethod
+    def _threshold(cls, value: Threshold | None) -> Threshold | None:
+        if value is not None:
+            try:
+                amount, _ = parse_threshold(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a threshold (examples: 0.01, '2%')") from None
+            if amount < 0:
+                raise ValueError("a threshold cannot be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_direction(self) -> "MetricRule":
+        if self.max_regression is not None and self.direction is None:
+            raise ValueError("max_regression needs a direction (higher or lower) to know what is worse")
+        return self
+
+
+class MetricFile(_Strict):
+    file: str = Field(description="Metric file among the outputs (JSON, YAML or TOML).")
+    metrics: dict[str, MetricRule] = Field(
+        default_factory=dict, description="Rules per flattened metric path, e.g. `test.accuracy`."
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        return _relative_path(value, "compare.metrics[].file")
+
+
+class Tolerance(_Strict):
+    abs: float = Field(0.0, ge=0, description="Absolute tolerance: |a-b| <= abs + rel*|main|.")
+    rel: float = Field(0.0, ge=0, description="Relative tolerance, as a fraction of main's value.")
+
+
+class TableFile(_Strict):
+    file: str = Field(description="Table among the outputs (CSV, TSV, Parquet, JSON Lines).")
+    key: list[str] = Field(default_factory=list, description="Key columns; detected when empty.")
+    tolerance: Tolerance = Field(default_factory=Tolerance, description="Default numeric tolerance.")
+    columns: dict[str, Tolerance] = Field(default_factory=dict, description="Tolerance per column.")
+
+    @field_validator("file")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        return _relative_path(value, "compare.tables[].file")
+
+
+class CompareSection(_Strict):
+    metrics: list[MetricFile] = Field(default_factory=list)
+    tables: list[TableFile] = Field(default_factory=list)
+    ignore: list[str] = Field(default_factory=list, description="Glob patterns of outputs not compared.")
+    mask: list[str] = Field(
+        default_factory=list, description="Regular expressions masked in logs and text before diffing."
+    )
+
+    @field_validator("mask")
+    @classmethod
+    def _regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"mask pattern {pattern!r} is not a regular expression: {exc}") from None
+        return patterns
+
+    def ignored(self, path: str) -> bool:
+        return any(fnmatch.fnmatch(path, pattern) for pattern in self.ignore)
+
+    def metric_file(self, path: str) -> MetricFile | None:
+        return next((m for m in self.metrics if m.file == path), None)
+
+    def table_file(self, path: str) -> TableFile | None:
+        return next((t for t in self.tables if t.file == path), None)
+
+
+class DeploySection(_Strict):
+    artifact: str = Field(description="The model file among the outputs.")
+    predict: str = Field(description="`module.py:function` in the repository that serves predictions.")
+    smoke: dict | list | None = Field(None, description="A request body the new version must answer.")
+    target: Literal["local", "docker", "sagemaker"] = "local"
+
+    @field_validator("artifact")
+    @classmethod
+    def _artifact_inside(cls, value: str) -> str:
+        return _relative_path(value, "deploy.artifact")
+
+    @field_validator("predict")
+    @classmethod
+    def _entrypoint(cls, value: str) -> str:
+        module, sep, function = value.partition(":")
+        if not sep or not module.endswith(".py") or not function.isidentifier():
+            raise ValueError(f"deploy.predict must look like `serve.py:predict`, got {value!r}")
+        _relative_path(module, "deploy.predict module")
+        return value
+
+
+class Spec(_Strict):
+    """tierbot.yaml: how to run, compare and deploy a repository's experiment."""
+
+    version: Literal[1] = 1
+    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment name.")
+    run: RunSection
+    environment: EnvironmentSection = Field(default_factory=EnvironmentSection)
+    tier: str | None = Field(None, description="Default hardware tier; the operators' default otherwise.")
+    tiers: list[str] | None = Field(None, description="Tiers this experiment may run on (all when unset).")
+    compare: CompareSection = Field(default_factory=CompareSection)
+    deploy: DeploySection | None = None
+
+    @model_validator(mode="after")
+    def _default_tier_allowed(self) -> "Spec":
+        if self.tier and self.tiers is not None and self.tier not in self.tiers:
+            raise ValueError(f"tier {self.tier!r} is not in this experiment's tiers {self.tiers}")
+        return self
+
+    def fingerprint(self) -> str:
+        """A stable hash of the normalized spec, part of a baseline's identity."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def parse_spec(text: str, filename: str = SPEC_FILE) -> Spec:
+    return load_model(Spec, text, filename)
+
+
+def load_spec(path: Path) -> Spec:
+    return parse_spec(path.read_text(encoding="utf-8"), str(path))
+
+
+def spec_schema() -> dict:
+    schema = Spec.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "tierbot.yaml"
+    return schema

@@ -1,0 +1,173 @@
+"""Hardware tiers: what operators offer (cpus, memory, runtime, backend) and who may use each one.
+
+A tiers file (`TIERBOT_TIERS_FILE`) lists them; without one there is a single built-in `local` tier.
+Everything here is pure: the rules take a requester and return an answer or a typed error.
+"""
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bot.errors import TierForbidden, TierUnknown
+from bot.units import parse_duration, parse_size
+from bot.yamlmodel import load_model
+
+
+class Requester(BaseModel):
+    """Who asked, in each door's terms. Empty fields are unknown, not wildcards."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = "local"
+    slack_user: str | None = None
+    slack_groups: tuple[str, ...] = ()
+    github_login: str | None = None
+    github_teams: tuple[str, ...] = ()
+
+
+class Access(BaseModel):
+    """Who may use a tier. All lists empty means everyone may."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    slack_users: list[str] = Field(default_factory=list)
+    slack_groups: list[str] = Field(default_factory=list)
+    github_users: list[str] = Field(default_factory=list)
+    github_teams: list[str] = Field(default_factory=list)
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.slack_users or self.slack_groups or self.github_users or self.github_teams)
+
+    def allows(self, who: Requester) -> bool:
+        if not self.restricted:
+            return True
+        return bool(
+            (who.slack_user and who.slack_user in self.slack_users)
+            or set(who.slack_groups) & set(self.slack_groups)
+            or (who.github_login and who.github_login in self.github_users)
+            or set(who.github_teams) & set(self.github_teams)
+        )
+
+    def describe(self) -> str:
+        parts = [f"@{u}" for u in self.slack_users + self.github_users]
+        parts += [f"group {g}" for g in self.slack_groups] + [f"team {t}" for t in self.github_teams]
+        return ", ".join(parts) if parts else "everyone"
+
+
+class Tier(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    cpus: float = Field(1, gt=0)
+    memory: int | str | None = Field(None, description="Memory limit, e.g. 4GiB; unlimited when unset.")
+    gpus: int = Field(0, ge=0)
+    max_runtime: float | str = Field("1h", description="Wall-clock limit, e.g. 30m.")
+    cost_per_hour: float = Field(0.0, ge=0)
+    backend: Literal["local", "docker", "sagemaker", "batch"] = "local"
+    backend_options: dict = Field(default_factory=dict, description="instance_type, spot, host, ...")
+    concurrency: int = Field(1, ge=1, description="Runs at once on this tier.")
+    access: Access = Field(default_factory=Access)
+    default: bool = False
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: int | str | None) -> int | None:
+        return None if value is None else parse_size(value)
+
+    @field_validator("max_runtime")
+    @classmethod
+    def _runtime(cls, value: float | str) -> float:
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            raise ValueError("max_runtime must be positive")
+        return seconds
+
+    @property
+    def memory_bytes(self) -> int | None:
+        return self.memory  # normalized to bytes by the validator
+
+    @property
+    def runtime_seconds(self) -> float:
+        return float(self.max_runtime)
+
+    def fingerprint(self) -> str:
+        """What makes results comparable: the hardware and backend, not who may use it or its price."""
+        shape = self.model_dump(include={"name", "cpus", "memory", "gpus", "backend", "backend_options"})
+        return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class TierSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tiers: list[Tier] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_default(self) -> "TierSet":
+        names = [t.name for t in self.tiers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(duplicates)}")
+        defaults = [t.name for t in self.tiers if t.default]
+        if len(self.tiers) == 1 and not defaults:
+            self.tiers[0].default = True
+        elif len(defaults) != 1:
+            raise ValueError(f"exactly one tier must have `default: true` (found {len(defaults)})")
+        return self
+
+    @property
+    def default(self) -> Tier:
+        return next(t for t in self.tiers if t.default)
+
+    def names(self) -> list[str]:
+        return [t.name for t in self.tiers]
+
+    def usable_by(self, who: Requester) -> list[Tier]:
+        return [t for t in self.tiers if t.access.allows(who)]
+
+    def get(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise TierUnknown(f"There is no tier {name!r}.{hint} Tiers: {', '.join(self.names())}.")
+
+    def choose(self, name: str | None, who: Requester, allowed: list[str] | None = None) -> Tier:
+        """The tier to run on: the one asked for (or the default), checked against access and the spec."""
+        tier = self.get(name) if name else self.default
+        if not tier.access.allows(who):
+            usable = ", ".join(t.name for t in self.usable_by(who)) or "none"
+            raise TierForbidden(
+                f"Tier {tier.name!r} is restricted to {tier.access.describe()}. Tiers you may use: {usable}."
+            )
+        if allowed is not None and tier.name not in allowed:
+            raise TierForbidden(
+                f"This experiment's tierbot.yaml allows only the tiers {', '.join(allowed)}; not {tier.name!r}."
+            )
+        return tier
+
+
+BUILTIN = TierSet(
+    tiers=[
+        Tier(
+            name="local",
+            description="This machine, no container (the built-in default).",
+            cpus=1,
+            max_runtime="1h",
+            concurrency=1,
+            default=True,
+        )
+    ]
+)
+
+
+def load_tiers(path: Path | None) -> TierSet:
+    if path is None:
+        return BUILTIN
+    return load_model(TierSet, path.read_text(encoding="utf-8"), str(path))
