@@ -1,0 +1,227 @@
+"""The one pipeline every door calls: request → queue → run → collect → compare → report.
+
+`submit` turns a RunRequest into queued runs (reusing a cached baseline) and a pending comparison;
+workers execute runs (`bot.worker`), and `settle` compares once both sides have ended.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import joinedload
+
+from bot.checkout import CodeCache
+from bot.compare import compare_outputs
+from bot.errors import RunNotFound, TierbotError
+from bot.manifest import FileEntry, Manifest
+from bot.outputs import BlobStore
+from bot.report import ReportContext, render_html
+from bot.request import RunRequest
+from bot.settings import Settings
+from bot.spec import SPEC_FILE, Spec, parse_spec
+from bot.store import Comparison, Database, Output, Run, RunState
+from bot.store.models import utcnow
+from bot.store.queue import Queue
+from bot.tiers import Tier, load_tiers
+
+
+@dataclass
+class Submission:
+    head: Run
+    base: Run | None = None
+    comparison: Comparison | None = None
+    baseline_reused: bool = False  # an earlier baseline's outputs are used as they are
+    baseline_joined: bool = False  # an identical baseline was already queued or running
+
+    @property
+    def run_ids(self) -> set[int]:
+        return {r.id for r in (self.head, self.base) if r is not None}
+
+
+class Pipeline:
+    """Composition root of the core: settings in, services wired once."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = Database(settings.db_url)
+        self.tiers = load_tiers(settings.tiers_file)
+        self.code = CodeCache(settings.mirrors_dir, settings.worktrees_dir, settings.git_url_template)
+        self.blobs = BlobStore(settings.blobs_dir)
+        self.queue = Queue(self.db, self.tiers, settings.lease_seconds, settings.max_attempts)
+
+    # -- submit ---------------------------------------------------------------------------------------
+
+    def submit(self, request: RunRequest) -> Submission:
+        """Validate everything the user could have got wrong, then queue. Raises TierbotError."""
+        repo = request.repository
+        sha = self.code.resolve(repo, request.ref)
+        spec = self._spec_at(repo, sha, request.ref)
+        tier = self.tiers.choose(request.tier or spec.tier, request.requester, spec.tiers)
+        role = "head" if request.base else "run"
+        with self.db.session() as s:
+            head = self._new_run(s, request, request.ref, sha, spec, tier, role)
+        if not request.base:
+            return Submission(head=head)
+
+        base_sha = self.code.merge_base(repo, self.code.resolve(repo, request.base), sha)
+        base_spec = self._spec_at(repo, base_sha, request.base)
+        with self.db.session() as s:
+            base = self._cached_baseline(s, self._cache_key(repo, base_sha, base_spec, tier))
+            reused = base is not None and base.state == RunState.succeeded
+            joined = base is not None and not reused
+            if base is None:
+                base = self._new_run(s, request, request.base, base_sha, base_spec, tier, "baseline")
+            comparison = Comparison(
+                head_run_id=head.id,
+                base_run_id=base.id,
+                head_label=f"{request.ref} @ {sha[:7]}",
+                base_label=f"{request.base} @ {base_sha[:7]} (merge base)",
+                baseline_reused=reused,
+            )
+            s.add(comparison)
+        if base.run_state.terminal:
+            self.settle(comparison.id)
+        return Submission(head, base, comparison, baseline_reused=reused, baseline_joined=joined)
+
+    def _spec_at(self, repo: str, sha: str, ref: str) -> Spec:
+        text = self.code.read(repo, sha, SPEC_FILE)
+        if text is None:
+            raise TierbotError(
+                f"{ref} @ {sha[:7]} has no {SPEC_FILE} at the repository root, so tierbot does not know "
+                f"how to run it. Add one (`tierbot schema` prints its JSON Schema)."
+            )
+        return parse_spec(text, f"{SPEC_FILE} ({ref} @ {sha[:7]})")
+
+    def _cache_key(self, repo: str, sha: str, spec: Spec, tier: Tier) -> str:
+        """A run's identity for reuse: same tree, spec, environment and tier give the same outputs."""
+        requirements = spec.environment.requirements
+        environment = (self.code.read(repo, sha, requirements) or "") if requirements else ""
+        parts = [self.code.tree(repo, sha), spec.fingerprint(), environment, tier.fingerprint()]
+        return xxhash.xxh3_128_hexdigest("\0".join(parts))
+
+    def _cached_baseline(self, s, cache_key: str) -> Run | None:
+        """The newest usable baseline with this key: a success, else one still queued or running."""
+        usable = [RunState.succeeded, RunState.running, RunState.queued]
+        preference = case({RunState.succeeded.value: 0}, value=Run.state, else_=1)
+        query = (
+            select(Run)
+            .where(Run.cache_key == cache_key, Run.state.in_(usable), Run.role == "baseline")
+            .order_by(preference, Run.id.desc())
+        )
+        return s.scalars(query.limit(1)).first()
+
+    def _new_run(self, s, request: RunRequest, ref: str, sha: str, spec: Spec, tier: Tier, role: str) -> Run:
+        run = Run(
+            repository=request.repository,
+            ref=ref,
+            sha=sha,
+            tree_sha=self.code.tree(request.repository, sha),
+            experiment=spec.name,
+            tier=tier.name,
+            role=role,
+            cache_key=self._cache_key(request.repository, sha, spec, tier),
+            spec=spec.model_dump(mode="json"),
+            requested_by=request.requester.model_dump(mode="json"),
+            report_to=request.report_to,
+            state=RunState.queued,
+            phase="queued",
+        )
+        s.add(run)
+        s.flush()
+        return run
+
+    # -- settle ---------------------------------------------------------------------------------------
+
+    def settle_for(self, run_id: int) -> None:
+        """Settle every pending comparison that was waiting for this run."""
+        with self.db.session() as s:
+            ids = s.scalars(
+                select(Comparison.id).where(
+                    Comparison.state == "pending",
+                    (Comparison.head_run_id == run_id) | (Comparison.base_run_id == run_id),
+                )
+            ).all()
+        for comparison_id in ids:
+            self.settle(comparison_id)
+
+    def settle(self, comparison_id: int) -> None:
+        """Compare once both runs have ended; a failed side fails the comparison with its reason."""
+        with self.db.session() as s:
+            comparison = s.get(Comparison, comparison_id)
+            head, base = comparison.head_run, comparison.base_run
+            if comparison.state != "pending" or not (head.run_state.terminal and base.run_state.terminal):
+                return
+            spec = Spec.model_validate(head.spec)
+            manifests = self._manifest(s, base.id), self._manifest(s, head.id)
+            context = self.report_context(comparison)
+        fields: dict = {"finished_at": utcnow()}
+        broken = [(side, r) for side, r in (("branch", head), ("baseline", base)) if r.state != RunState.succeeded]
+        if broken:
+            fields |= {"state": "failed", "reason": "; ".join(
+                f"the {side} run {r.id} {r.state}: {r.reason}" for side, r in broken
+            )}
+        else:
+            locate = self.blob_path
+            result = compare_outputs(*manifests, locate, locate, spec.compare)
+            report = self.settings.reports_dir / f"comparison-{comparison_id}.html"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(render_html(result, context), encoding="utf-8")
+            fields |= {
+                "state": "done",
+                "verdict": result.verdict,
+                "result": result.model_dump(mode="json"),
+                "report_path": str(report),
+            }
+        with self.db.session() as s:
+            # Both sides may end at once on two workers; only the first settles.
+            s.execute(
+                update(Comparison)
+                .where(Comparison.id == comparison_id, Comparison.state == "pending")
+                .values(**fields)
+            )
+
+    def blob_path(self, entry: FileEntry) -> Path:
+        return self.blobs.path_of(entry.hash)
+
+    @staticmethod
+    def _manifest(s, run_id: int) -> Manifest:
+        outputs = s.scalars(select(Output).where(Output.run_id == run_id)).all()
+        return Manifest(files={o.path: FileEntry(path=o.path, size=o.size, hash=o.hash) for o in outputs})
+
+    def report_context(self, comparison: Comparison) -> ReportContext:
+        return ReportContext(
+            experiment=comparison.head_run.experiment,
+            head_label=comparison.head_label,
+            base_label=comparison.base_label,
+            tier=comparison.head_run.tier,
+            baseline_reused=comparison.baseline_reused,
+            head_run_id=comparison.head_run_id,
+            base_run_id=comparison.base_run_id,
+            report_url=comparison.report_path and Path(comparison.report_path).as_uri(),
+        )
+
+    # -- lookups for the doors ------------------------------------------------------------------------
+
+    def run(self, run_id: int) -> Run:
+        with self.db.session() as s:
+            run = s.get(Run, run_id)
+            if run is None:
+                raise RunNotFound(f"There is no run {run_id}. `tierbot runs` lists the recent ones.")
+            return run
+
+    def comparison(self, comparison_id: int) -> Comparison:
+        with self.db.session() as s:
+            sides = [joinedload(Comparison.head_run), joinedload(Comparison.base_run)]
+            comparison = s.get(Comparison, comparison_id, options=sides)
+            if comparison is None:
+                raise TierbotError(f"There is no comparison {comparison_id}.")
+            return comparison
+
+    def outputs(self, run_id: int) -> list[Output]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Output).where(Output.run_id == run_id).order_by(Output.path)))
+
+    def recent_runs(self, limit: int = 20) -> list[Run]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Run).order_by(Run.id.desc()).limit(limit)))

@@ -1,0 +1,71 @@
+"""Live progress of runs in the terminal, read from the database (so it works whoever runs them)."""
+
+import threading
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.spinner import Spinner
+from rich.table import Table
+
+from bot.pipeline import Pipeline
+from bot.store import Run, RunState
+from bot.units import format_duration
+from bot.worker import Worker
+
+_STATE_STYLE = {
+    RunState.succeeded: "green",
+    RunState.failed: "red",
+    RunState.timed_out: "red",
+    RunState.cancelled: "yellow",
+}
+
+
+def execute_and_watch(pipeline: Pipeline, run_ids: set[int], console: Console, work: bool = True) -> list[Run]:
+    """Show the runs until they end. With `work`, a worker in this process executes them meanwhile
+    (other workers on the same database may take some first; that is fine)."""
+    stop = threading.Event()
+    thread = None
+    if work:
+        worker = Worker(pipeline, only=run_ids)
+        thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True, name="cli-worker")
+        thread.start()
+    try:
+        with Live(console=console, refresh_per_second=8, transient=not console.is_terminal) as live:
+            while True:
+                runs = [pipeline.run(i) for i in sorted(run_ids)]
+                live.update(_table(pipeline, runs))
+                if all(r.run_state.terminal for r in runs):
+                    break
+                time.sleep(0.25)
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+    return runs
+
+
+def _table(pipeline: Pipeline, runs: list[Run]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    for run in runs:
+        state = run.run_state
+        if state.terminal:
+            icon = f"[{_STATE_STYLE[state]}]{'✔' if state == RunState.succeeded else '✘'}[/]"
+            status = f"[{_STATE_STYLE[state]}]{state.value}[/]"
+        else:
+            icon = Spinner("dots")
+            status = _live_status(pipeline, run)
+        detail = escape((run.last_log_line or "") if not state.terminal else (run.reason or ""))[:100]
+        table.add_row(icon, f"run {run.id}", f"{run.role}", escape(f"{run.ref} @ {run.short_sha}"), status,
+                      f"[dim]{detail}[/]")
+    return table
+
+
+def _live_status(pipeline: Pipeline, run: Run) -> str:
+    if run.state == RunState.queued:
+        return f"queued (#{pipeline.queue.position(run.id)} on {run.tier})"
+    elapsed = ""
+    if run.started_at:
+        elapsed = " " + format_duration(time.time() - run.started_at.timestamp())
+    return f"{run.phase}{elapsed}"

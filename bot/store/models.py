@@ -1,0 +1,134 @@
+"""SQLAlchemy models. The schema changes only through Alembic migrations in `migrations/versions`."""
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import DateTime, TypeDecorator
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class RunState(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    timed_out = "timed_out"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunState.queued, RunState.running)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Run(Base):
+    """One execution of an experiment at one commit on one tier. The table is the work queue."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_state_tier", "state", "tier"),
+        Index("ix_runs_cache_key", "cache_key"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(500))
+    ref: Mapped[str | None] = mapped_column(String(255))
+    sha: Mapped[str] = mapped_column(String(64))
+    tree_sha: Mapped[str] = mapped_column(String(64))
+    experiment: Mapped[str] = mapped_column(String(100))
+    tier: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))  # run | head | baseline
+    cache_key: Mapped[str] = mapped_column(String(64))  # tree + spec + environment + tier
+    spec: Mapped[dict] = mapped_column(JSON)
+    requested_by: Mapped[dict] = mapped_column(JSON)
+    report_to: Mapped[list] = mapped_column(JSON, default=list)
+
+    state: Mapped[str] = mapped_column(String(20), default=RunState.queued)
+    phase: Mapped[str] = mapped_column(String(30), default="queued")
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(String(200))
+    pgid: Mapped[int | None] = mapped_column(Integer)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    command_seconds: Mapped[float | None]
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(Text)  # why it ended as it did, for people
+    log_path: Mapped[str | None] = mapped_column(String(1000))
+    log_tail: Mapped[str | None] = mapped_column(Text)
+    last_log_line: Mapped[str | None] = mapped_column(String(500))
+
+    outputs: Mapped[list["Output"]] = relationship(back_populates="run", cascade="all, delete-orphan")
+
+    @property
+    def run_state(self) -> RunState:
+        return RunState(self.state)
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:7]
+
+
+class Output(Base):
+    """One file of a run's manifest; its content is in the blob store under `hash`."""
+
+    __tablename__ = "outputs"
+    __table_args__ = (UniqueConstraint("run_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(1000))
+    size: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+    run: Mapped[Run] = relationship(back_populates="outputs")
+
+
+class Comparison(Base):
+    """A head run compared against a baseline run; settled once both runs have ended."""
+
+    __tablename__ = "comparisons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    head_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    base_run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), index=True)
+    head_label: Mapped[str] = mapped_column(String(300))
+    base_label: Mapped[str] = mapped_column(String(300))
+    baseline_reused: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | done | failed
+    verdict: Mapped[str | None] = mapped_column(String(20))
+    result: Mapped[dict | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+    report_path: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    head_run: Mapped[Run] = relationship(foreign_keys=[head_run_id])
+    base_run: Mapped[Run] = relationship(foreign_keys=[base_run_id])

@@ -1,0 +1,162 @@
+"""Workers: claim a queued run, execute it on its tier's backend, collect outputs, settle comparisons.
+
+Any number of workers (threads or processes, on one or several hosts) share the database. Each run is
+owned through a lease that a heartbeat thread keeps fresh; see `bot.store.queue`.
+"""
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.backends import Job, backend_for
+from bot.backends.local import kill_process_group
+from bot.errors import TierbotError
+from bot.outputs import OutputLimits, collect
+from bot.pipeline import Pipeline
+from bot.spec import Spec
+from bot.store import Output, Run, RunState
+from bot.store.queue import HOST, LeaseLost
+
+log = logging.getLogger(__name__)
+LogListener = Callable[[int, str], None]
+
+
+class RunWatcher:
+    """The backend's view of the queue: phases, log lines, the process group, and cancellation."""
+
+    def __init__(self, pipeline: Pipeline, run_id: int, worker: str, listener: LogListener | None):
+        self.queue, self.run_id, self.worker, self.listener = pipeline.queue, run_id, worker, listener
+        self._cancel = threading.Event()
+        self.lost = False
+        self._stop = threading.Event()
+        self._last_line: str | None = None
+        self._beat = max(0.2, min(1.0, pipeline.settings.lease_seconds / 3))
+        self._thread = threading.Thread(target=self._heartbeat, daemon=True, name=f"heartbeat-{run_id}")
+        self._thread.start()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self._beat):
+            try:
+                if self.queue.heartbeat(self.run_id, self.worker):
+                    self._cancel.set()
+                if self._last_line is not None:
+                    line, self._last_line = self._last_line, None
+                    self.queue.note(self.run_id, self.worker, last_log_line=line[:500])
+            except LeaseLost:
+                self.lost = True
+                self._cancel.set()
+                return
+            except Exception:  # a database hiccup must not kill the run; the next beat retries
+                log.exception("heartbeat for run %s failed", self.run_id)
+
+    def phase(self, name: str) -> None:
+        self.queue.note(self.run_id, self.worker, phase=name)
+
+    def log(self, line: str) -> None:
+        self._last_line = line  # written by the heartbeat thread, at most once a beat
+        if self.listener:
+            self.listener(self.run_id, line)
+
+    def started(self, pgid: int) -> None:
+        self.queue.note(self.run_id, self.worker, pgid=pgid)
+
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class Worker:
+    def __init__(self, pipeline: Pipeline, only: set[int] | None = None, listener: LogListener | None = None):
+        self.pipeline = pipeline
+        self.only = only
+        self.listener = listener
+        self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+    def run_once(self) -> bool:
+        """Recover dead workers' runs, then execute one queued run. Returns whether it ran one."""
+        for run in self.pipeline.queue.recover(kill=_kill_orphan):
+            if RunState(run.state).terminal:
+                self.pipeline.settle_for(run.id)
+        run = self.pipeline.queue.claim(self.name, self.only)
+        if run is None:
+            return False
+        self.execute(run)
+        return True
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if not self.run_once():
+                stop.wait(self.pipeline.settings.poll_seconds)
+
+    def execute(self, run: Run) -> None:
+        settings = self.pipeline.settings
+        watcher = RunWatcher(self.pipeline, run.id, self.name, self.listener)
+        workdir = settings.worktrees_dir / f"run-{run.id}"
+        log_path = settings.logs_dir / f"run-{run.id}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            watcher.phase("checkout")
+            self.pipeline.code.checkout(run.repository, run.sha, workdir)
+            spec = Spec.model_validate(run.spec)
+            tier = self.pipeline.tiers.get(run.tier)
+            requirements = spec.environment.requirements
+            job = Job(
+                run_id=run.id,
+                workdir=workdir,
+                command=spec.run.command,
+                tier=tier,
+                requirements=workdir / requirements if requirements else None,
+                env={"TIERBOT_RUN_ID": str(run.id), "TIERBOT_TIER": tier.name},
+                log_path=log_path,
+                max_log_bytes=settings.max_log_bytes,
+            )
+            outcome = backend_for(tier, settings).run(job, watcher)
+            state, reason = RunState(outcome.state), outcome.reason
+            if state == RunState.succeeded and not watcher.lost:
+                state, reason = self._collect(run, workdir, spec)
+            watcher.stop()
+            if watcher.lost:
+                return  # the lease expired and the run moved on; its new owner reports it
+            self.pipeline.queue.finish(
+                run.id, self.name, state, reason, exit_code=outcome.exit_code,
+                command_seconds=outcome.seconds, log_path=str(log_path), log_tail=outcome.log_tail,
+            )
+        except LeaseLost:
+            return
+        except TierbotError as exc:
+            self._fail(run, watcher, str(exc))
+        except Exception as exc:  # a bug must fail the run visibly, not kill the worker
+            log.exception("run %s failed inside tierbot", run.id)
+            self._fail(run, watcher, f"internal error in tierbot: {exc!r}")
+        finally:
+            watcher.stop()
+            self.pipeline.code.remove(workdir)
+        self.pipeline.settle_for(run.id)
+
+    def _collect(self, run: Run, workdir: Path, spec: Spec) -> tuple[RunState, str]:
+        settings = self.pipeline.settings
+        self.pipeline.queue.note(run.id, self.name, phase="collecting")
+        limits = OutputLimits(max_files=settings.max_output_files, max_bytes=settings.max_output_bytes)
+        manifest = collect(workdir, spec.run.outputs, self.pipeline.blobs, limits)
+        with self.pipeline.db.session() as s:
+            s.add_all(Output(run_id=run.id, path=f.path, size=f.size, hash=f.hash) for f in manifest.files.values())
+        return RunState.succeeded, f"{len(manifest.files)} output files"
+
+    def _fail(self, run: Run, watcher: RunWatcher, reason: str) -> None:
+        watcher.stop()
+        try:
+            self.pipeline.queue.finish(run.id, self.name, RunState.failed, reason)
+        except LeaseLost:
+            pass
+
+
+def _kill_orphan(run: Run) -> None:
+    """A dead worker on this host may have left its experiment running; stop it before a rerun."""
+    if run.pgid and run.host == HOST:
+        kill_process_group(run.pgid)

@@ -1,0 +1,105 @@
+"""Shared fixtures: settings in a temporary data dir, real git repositories, real databases."""
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.settings import Settings
+
+PG_ADMIN_URL = os.environ.get("TIERBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+SIMPLE_SPEC = """\
+name: simple
+run:
+  command: python make.py
+  outputs: out
+compare:
+  metrics:
+    - file: metrics.json
+      metrics:
+        accuracy: {direction: higher, max_regression: 0.05}
+"""
+
+SIMPLE_SCRIPT = """\
+import json, os, pathlib
+out = pathlib.Path("out"); out.mkdir(exist_ok=True)
+acc = float(open("accuracy.txt").read())
+(out / "metrics.json").write_text(json.dumps({"accuracy": acc}))
+(out / "notes.txt").write_text("accuracy is %s\\n" % acc)
+print("done, accuracy", acc)
+"""
+
+
+class GitRepo:
+    """A real repository on disk, committed through the git binary."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> str:
+        identity = ["-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
+        done = subprocess.run(["git", "-C", str(self.path), *identity, *args], check=True, capture_output=True,
+                              text=True)
+        return done.stdout.strip()
+
+    def write(self, files: dict[str, str]) -> None:
+        for name, content in files.items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        self.write(files)
+        self.git("add", "-A")
+        self.git("commit", "-q", "-m", message)
+        return self.git("rev-parse", "HEAD")
+
+    def branch(self, name: str) -> None:
+        self.git("checkout", "-q", "-B", name)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", lease_seconds=3, poll_seconds=0.05, tiers_file=None,
+                    git_url_template=None, database_url=None)
+
+
+@pytest.fixture
+def simple_repo(tmp_path: Path) -> GitRepo:
+    """main with accuracy 0.90; branch `better` (0.95) and `worse` (0.80) off it."""
+    repo = GitRepo(tmp_path / "repo")
+    repo.commit({"tierbot.yaml": SIMPLE_SPEC, "make.py": SIMPLE_SCRIPT, "accuracy.txt": "0.90"}, "main")
+    for branch, accuracy in (("better", "0.95"), ("worse", "0.80")):
+        repo.branch(branch)
+        repo.commit({"accuracy.txt": accuracy}, branch)
+        repo.git("checkout", "-q", "main")
+    return repo
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import sqlalchemy
+
+    admin = sqlalchemy.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        connection = admin.connect()
+    except sqlalchemy.exc.OperationalError as exc:
+        if os.environ.get("TIERBOT_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable ({exc.orig}); CI requires it")
+    name = f"tierbot_test_{uuid.uuid4().hex[:10]}"
+    connection.exec_driver_sql(f"CREATE DATABASE {name}")
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+    connection.close()
+    admin.dispose()
