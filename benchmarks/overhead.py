@@ -1,0 +1,86 @@
+"""The pipeline's own overhead on a trivial experiment: wall time of `tierbot run` minus the command's.
+
+    python benchmarks/overhead.py [--repeat 5]
+
+Prints, for the CLI (a fresh `tierbot run` process each time, as a user sees it) and for the pipeline
+in-process (submit + worker, without Python start-up), the median wall time, the experiment command's
+own time as measured by the backend, and their difference. Target: overhead under 1 s with a warm
+environment (the first, unmeasured round warms the git mirror and the database).
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bot.pipeline import Pipeline
+from bot.request import RunRequest
+from bot.settings import Settings
+from bot.worker import Worker
+
+SPEC = "name: trivial\nrun:\n  command: python -c \"import pathlib; pathlib.Path('out').mkdir(); " \
+       "pathlib.Path('out/metrics.json').write_text('{}')\"\n  outputs: out\n"
+
+
+def make_repo(root: Path) -> Path:
+    repo = root / "repo"
+    repo.mkdir()
+    (repo / "tierbot.yaml").write_text(SPEC)
+    git = ["git", "-C", str(repo), "-c", "user.name=b", "-c", "user.email=b@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "trivial"], check=True)
+    return repo
+
+
+def cli_round(repo: Path, env: dict, pipeline: Pipeline) -> tuple[float, float]:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bot", "run", "main", "--repo", str(repo)], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    return wall, pipeline.recent_runs(1)[0].command_seconds
+
+
+def inprocess_round(repo: Path, pipeline: Pipeline) -> tuple[float, float]:
+    started = time.perf_counter()
+    run_id = pipeline.submit(RunRequest(repository=str(repo), ref="main")).head.id
+    worker = Worker(pipeline, only={run_id})
+    while worker.run_once():
+        pass
+    wall = time.perf_counter() - started
+    return wall, pipeline.run(run_id).command_seconds
+
+
+def report(name: str, rounds: list[tuple[float, float]]) -> float:
+    wall = statistics.median(w for w, _ in rounds)
+    command = statistics.median(c for _, c in rounds)
+    overhead = statistics.median(w - c for w, c in rounds)
+    print(f"{name:<12} wall {wall:6.3f} s   command {command:6.3f} s   overhead {overhead:6.3f} s "
+          f"(median of {len(rounds)})")
+    return overhead
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        repo = make_repo(root)
+        env = {**os.environ, "TIERBOT_DATA_DIR": str(root / "data")}
+        env.pop("TIERBOT_DATABASE_URL", None)
+        env.pop("TIERBOT_TIERS_FILE", None)
+        pipeline = Pipeline(Settings(data_dir=root / "data", database_url=None, tiers_file=None))
+        cli_round(repo, env, pipeline)  # warm-up: mirror clone, database file
+        cli = report("tierbot run", [cli_round(repo, env, pipeline) for _ in range(args.repeat)])
+        inproc = report("in-process", [inprocess_round(repo, pipeline) for _ in range(args.repeat)])
+        verdict = "OK" if cli < 1.0 else "OVER TARGET"
+        print(f"target: overhead < 1 s → CLI {cli:.3f} s {verdict}; pipeline alone {inproc:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
