@@ -98,7 +98,7 @@ class Pipeline:
         requirements = spec.environment.requirements
         environment = (self.code.read(repo, sha, requirements) or "") if requirements else ""
         parts = [self.code.tree(repo, sha), spec.fingerprint(), environment, tier.fingerprint()]
-        return xxhash.xxh3_128_hexdigest("\0".join(parts))
+        return xxhash.xxh3_128_hexdigest("\0".join(parts).encode())
 
     def _cached_baseline(self, s, cache_key: str) -> Run | None:
         """The newest usable baseline with this key: a success, else one still queued or running."""

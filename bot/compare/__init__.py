@@ -1,0 +1,90 @@
+"""The comparison engine: a branch's outputs against main's, file by file, with a verdict.
+
+Pure: manifests, a way to read a file, and the spec's `compare` section in; a `Comparison` out. Files
+whose hashes match are identical and never opened. Every other file goes to the comparer of its kind
+(`COMPARERS`: metrics, text, binary; one module each), so a kind can deepen, or a new kind arrive,
+without touching the others. A file that cannot be compared becomes a `FileProblem`; it never stops
+the rest.
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+
+from bot.compare.binary import compare_binary
+from bot.compare.files import FileUnreadable, Outcome, Pair, Rules, kind_by_name, row, size_change, sniff_kind
+from bot.compare.metrics import compare_metrics
+from bot.compare.model import Comparison, FileChange, FileKind, FileProblem, MetricChange, TextDiff
+from bot.compare.text import compare_text
+from bot.compare.verdict import decide
+from bot.manifest import FileEntry, Manifest
+from bot.spec import CompareSection
+
+__all__ = [
+    "Comparison",
+    "FileChange",
+    "FileProblem",
+    "MetricChange",
+    "TextDiff",
+    "compare_outputs",
+]
+
+COMPARERS: dict[FileKind, Callable[[Pair, Rules], Outcome]] = {
+    "metrics": compare_metrics,
+    "text": compare_text,
+    "binary": compare_binary,
+}
+
+
+def _compare_pair(pair: Pair, rules: Rules) -> Outcome:
+    """Dispatch by kind; any failure becomes a problem on this file alone."""
+    try:
+        return COMPARERS[sniff_kind(pair, rules)](pair, rules)
+    except FileUnreadable as exc:
+        message = str(exc)
+    except Exception as exc:  # one bad file must not hide the comparison of all the others
+        message = f"{pair.path} could not be compared: {type(exc).__name__}: {exc}"
+    kind = kind_by_name(pair.path, rules.spec.metric_file(pair.path) is not None)
+    problem = FileProblem(path=pair.path, message=message)
+    return Outcome(kind, f"not compared; {size_change(pair)}", problems=[problem])
+
+
+def _missing_metric_files(spec: CompareSection, paths: set[str]) -> list[FileProblem]:
+    """A metrics file the spec names but neither run produced: its rules would silently check nothing."""
+    return [
+        FileProblem(path=m.file, message=f"tierbot.yaml lists metrics file {m.file}, but neither run made it")
+        for m in spec.metrics
+        if m.file not in paths
+    ]
+
+
+def compare_outputs(base: Manifest, head: Manifest,
+                    locate_base: Callable[[FileEntry], Path],
+                    locate_head: Callable[[FileEntry], Path],
+                    spec: CompareSection) -> Comparison:
+    """Compare main's outputs (`base`) with the branch's (`head`); deterministic for the same inputs."""
+    rules = Rules.of(spec)
+    files: list[FileChange] = []
+    metrics: list[MetricChange] = []
+    diffs: list[TextDiff] = []
+    problems: list[FileProblem] = []
+    paths = base.files.keys() | head.files.keys()
+    for path in sorted(paths):
+        pair = Pair(path, base.files.get(path), head.files.get(path), locate_base, locate_head)
+        listed = spec.metric_file(path) is not None
+        if spec.ignored(path):
+            files.append(row(pair, "ignored", kind_by_name(path, listed)))
+            continue
+        if pair.base is not None and pair.head is not None and pair.base.hash == pair.head.hash:
+            files.append(row(pair, "identical", kind_by_name(path, listed)))
+            continue
+        status = "added" if pair.base is None else "removed" if pair.head is None else "changed"
+        outcome = _compare_pair(pair, rules)
+        files.append(row(pair, status, outcome.kind, outcome.summary, outcome.volatile_only))
+        metrics += outcome.metrics
+        diffs += [outcome.text_diff] if outcome.text_diff else []
+        problems += outcome.problems
+    problems += _missing_metric_files(spec, set(paths))
+    problems.sort(key=lambda p: (p.path, p.message))
+    verdict, reasons = decide(files, metrics, problems)
+    return Comparison(verdict=verdict, reasons=reasons, files=files, metrics=metrics, text_diffs=diffs,
+                      problems=problems)
