@@ -45,4 +45,6 @@ def format_percent(value: float | int | None) -> str:
         return format_signed(value) + "%"
     if value == 0:
         return "0%"
+    if abs(value) < 1:
+        return f"{value:+.2g}%"  # `-0.0082%`: two digits say enough of a tiny change
     return f"{value:+.3g}%" if abs(value) < 1000 else f"{value:+.0f}%"
