@@ -22,8 +22,10 @@ from bot.request import RunRequest
 from bot.settings import Settings
 from bot.worker import Worker
 
-SPEC = "name: trivial\nrun:\n  command: python -c \"import pathlib; pathlib.Path('out').mkdir(); " \
-       "pathlib.Path('out/metrics.json').write_text('{}')\"\n  outputs: out\n"
+SPEC = (
+    "name: trivial\nrun:\n  command: python -c \"import pathlib; pathlib.Path('out').mkdir(); "
+    "pathlib.Path('out/metrics.json').write_text('{}')\"\n  outputs: out\n"
+)
 
 
 def make_repo(root: Path) -> Path:
@@ -39,8 +41,12 @@ def make_repo(root: Path) -> Path:
 
 def cli_round(repo: Path, env: dict, pipeline: Pipeline) -> tuple[float, float]:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "bot", "run", "main", "--repo", str(repo)], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "bot", "run", "main", "--repo", str(repo)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - started
     return wall, pipeline.recent_runs(1)[0].command_seconds
 
@@ -59,8 +65,10 @@ def report(name: str, rounds: list[tuple[float, float]]) -> float:
     wall = statistics.median(w for w, _ in rounds)
     command = statistics.median(c for _, c in rounds)
     overhead = statistics.median(w - c for w, c in rounds)
-    print(f"{name:<12} wall {wall:6.3f} s   command {command:6.3f} s   overhead {overhead:6.3f} s "
-          f"(median of {len(rounds)})")
+    print(
+        f"{name:<12} wall {wall:6.3f} s   command {command:6.3f} s   overhead {overhead:6.3f} s "
+        f"(median of {len(rounds)})"
+    )
     return overhead
 
 

@@ -27,8 +27,12 @@ from bot.spec import spec_schema
 from bot.store import RunState
 from bot.units import format_duration, format_size
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False, help="Run ML experiments on hardware tiers and "
-                  "compare their outputs against main.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    help="Run ML experiments on hardware tiers and compare their outputs against main.",
+)
 hooks_app = typer.Typer(no_args_is_help=True, help="Git hooks.")
 app.add_typer(hooks_app, name="hooks")
 console = Console()
@@ -59,7 +63,9 @@ def current_ref(repository: str) -> str:
 
 @app.command()
 def run(
-    ref: Annotated[str | None, typer.Argument(help="Branch, tag or commit (default: the current branch).")] = None,
+    ref: Annotated[
+        str | None, typer.Argument(help="Branch, tag or commit (default: the current branch).")
+    ] = None,
     repo: RepoOption = ".",
     tier: TierOption = None,
     wait: WaitOption = True,
@@ -68,7 +74,9 @@ def run(
     pipeline = _pipeline()
     submission = pipeline.submit(RunRequest(repository=repo, ref=ref or current_ref(repo), tier=tier))
     head = submission.head
-    console.print(f"Queued run [bold]{head.id}[/]: {escape(head.ref or '')} @ {head.short_sha} on {head.tier}")
+    console.print(
+        f"Queued run [bold]{head.id}[/]: {escape(head.ref or '')} @ {head.short_sha} on {head.tier}"
+    )
     if not wait:
         return
     (head,) = execute_and_watch(pipeline, {head.id}, console)
@@ -79,8 +87,12 @@ def run(
 
 @app.command()
 def compare(
-    head: Annotated[str | None, typer.Argument(help="Branch, tag or commit (default: the current branch).")] = None,
-    base: Annotated[str, typer.Option("--base", "-b", help="Compare against the merge base with this.")] = "main",
+    head: Annotated[
+        str | None, typer.Argument(help="Branch, tag or commit (default: the current branch).")
+    ] = None,
+    base: Annotated[
+        str, typer.Option("--base", "-b", help="Compare against the merge base with this.")
+    ] = "main",
     repo: RepoOption = ".",
     tier: TierOption = None,
     wait: WaitOption = True,
@@ -107,7 +119,9 @@ def compare(
     else:
         from bot.compare import Comparison as Result
 
-        render_terminal(Result.model_validate(comparison.result), pipeline.report_context(comparison), console)
+        render_terminal(
+            Result.model_validate(comparison.result), pipeline.report_context(comparison), console
+        )
         console.print(f"\nFull report: [link]{comparison.report_path}[/link]")
     if comparison.verdict == "fail":
         raise typer.Exit(EXIT_FAIL)
@@ -117,12 +131,16 @@ def _print_submission(submission: Submission, out: Console) -> None:
     head, base = submission.head, submission.base
     out.print(f"Branch run [bold]{head.id}[/]: {escape(head.ref or '')} @ {head.short_sha} on {head.tier}")
     if submission.baseline_reused:
-        out.print(f"Baseline: [green]reused[/] run {base.id} ({escape(base.ref or '')} @ {base.short_sha}, "
-                  f"same tree, spec, environment and tier) — main is not run again")
+        out.print(
+            f"Baseline: [green]reused[/] run {base.id} ({escape(base.ref or '')} @ {base.short_sha}, "
+            f"same tree, spec, environment and tier) — main is not run again"
+        )
     elif submission.baseline_joined:
         out.print(f"Baseline: waiting for run {base.id}, already {base.state} for the same tree")
     else:
-        out.print(f"Baseline run [bold]{base.id}[/]: {escape(base.ref or '')} @ {base.short_sha} (merge base)")
+        out.print(
+            f"Baseline run [bold]{base.id}[/]: {escape(base.ref or '')} @ {base.short_sha} (merge base)"
+        )
 
 
 def _print_run_end(run_, out: Console = console) -> None:
@@ -141,8 +159,16 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20) -> None:
     """List recent runs."""
     table = Table("id", "state", "role", "ref", "tier", "experiment", "created", "reason")
     for r in _pipeline().recent_runs(limit):
-        table.add_row(str(r.id), r.state, r.role, escape(f"{r.ref} @ {r.short_sha}"), r.tier, r.experiment,
-                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"), escape((r.reason or "")[:60]))
+        table.add_row(
+            str(r.id),
+            r.state,
+            r.role,
+            escape(f"{r.ref} @ {r.short_sha}"),
+            r.tier,
+            r.experiment,
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            escape((r.reason or "")[:60]),
+        )
     console.print(table)
 
 
@@ -173,14 +199,33 @@ def cancel(run_id: Annotated[int, typer.Argument(metavar="RUN")]) -> None:
 @app.command()
 def tiers() -> None:
     """List the hardware tiers."""
-    table = Table("tier", "description", "cpus", "memory", "gpus", "max runtime", "$/h", "backend", "runs at once",
-                  "who")
+    table = Table(
+        "tier",
+        "description",
+        "cpus",
+        "memory",
+        "gpus",
+        "max runtime",
+        "$/h",
+        "backend",
+        "runs at once",
+        "who",
+    )
     for t in _pipeline().tiers.tiers:
         name = f"{t.name} [dim](default)[/]" if t.default else t.name
         memory = format_size(t.memory_bytes) if t.memory_bytes else "—"
-        table.add_row(name, escape(t.description), f"{t.cpus:g}", memory, str(t.gpus),
-                      format_duration(t.runtime_seconds), f"{t.cost_per_hour:g}", t.backend, str(t.concurrency),
-                      escape(t.access.describe()))
+        table.add_row(
+            name,
+            escape(t.description),
+            f"{t.cpus:g}",
+            memory,
+            str(t.gpus),
+            format_duration(t.runtime_seconds),
+            f"{t.cost_per_hour:g}",
+            t.backend,
+            str(t.concurrency),
+            escape(t.access.describe()),
+        )
     console.print(table)
 
 
@@ -199,8 +244,10 @@ def worker(threads: Annotated[int, typer.Option("--threads", "-j", min=1)] = 1) 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    pool = [threading.Thread(target=Worker(pipeline).run_forever, args=(stop,), name=f"worker-{i}")
-            for i in range(threads)]
+    pool = [
+        threading.Thread(target=Worker(pipeline).run_forever, args=(stop,), name=f"worker-{i}")
+        for i in range(threads)
+    ]
     for t in pool:
         t.start()
     err.print(f"tierbot worker: {threads} thread(s) on {pipeline.settings.db_url}; Ctrl-C to stop")
@@ -222,8 +269,9 @@ def demo() -> None:
 def hooks_install(
     repo: RepoOption = ".",
     base: Annotated[str, typer.Option("--base", help="Branch to compare against.")] = "main",
-    block_on_fail: Annotated[bool, typer.Option("--block-on-fail", help="Refuse pushes with a failing verdict.")]
-    = False,
+    block_on_fail: Annotated[
+        bool, typer.Option("--block-on-fail", help="Refuse pushes with a failing verdict.")
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing pre-push hook.")] = False,
 ) -> None:
     """Install the pre-push hook that compares a pushed branch's outputs against main."""

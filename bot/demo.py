@@ -35,11 +35,15 @@ def run_demo(pipeline: Pipeline, console: Console) -> int:
 
     submission = pipeline.submit(RunRequest(repository=str(repo), ref=BRANCH, base="main"))
     if submission.baseline_reused:
-        console.print(f"[green]Baseline reused:[/] run {submission.base.id} already ran main's identical tree "
-                      f"on tier {submission.base.tier}; main is not run again.")
+        console.print(
+            f"[green]Baseline reused:[/] run {submission.base.id} already ran main's identical tree "
+            f"on tier {submission.base.tier}; main is not run again."
+        )
     else:
-        console.print(f"Running main (run {submission.base.id}) and {BRANCH} (run {submission.head.id}) on tier "
-                      f"{submission.head.tier}; the first time builds the example's environment (about a minute).")
+        console.print(
+            f"Running main (run {submission.base.id}) and {BRANCH} (run {submission.head.id}) on tier "
+            f"{submission.head.tier}; the first time builds the example's environment (about a minute)."
+        )
     execute_and_watch(pipeline, submission.run_ids, console)
 
     comparison = pipeline.comparison(submission.comparison.id)
@@ -54,8 +58,12 @@ def run_demo(pipeline: Pipeline, console: Console) -> int:
 
 def make_repository(repo: Path) -> str:
     """Create main (the example as shipped) and a branch with one hyperparameter changed."""
-    shutil.copytree(resource_dir("examples") / EXAMPLE, repo, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("outputs", "__pycache__"))
+    shutil.copytree(
+        resource_dir("examples") / EXAMPLE,
+        repo,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("outputs", "__pycache__"),
+    )
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "Baseline experiment")
@@ -70,5 +78,12 @@ def make_repository(repo: Path) -> str:
 
 
 def _git(repo: Path, *args: str) -> None:
-    identity = ["-c", "user.name=tierbot demo", "-c", "user.email=demo@tierbot.invalid", "-c", "commit.gpgsign=false"]
+    identity = [
+        "-c",
+        "user.name=tierbot demo",
+        "-c",
+        "user.email=demo@tierbot.invalid",
+        "-c",
+        "commit.gpgsign=false",
+    ]
     subprocess.run(["git", "-C", str(repo), *identity, *args], check=True, capture_output=True)

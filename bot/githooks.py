@@ -10,7 +10,9 @@ from bot.resources import resource_dir
 MARKER = "tierbot pre-push hook"
 
 
-def install_pre_push(repo: Path, base: str = "main", block_on_fail: bool = False, force: bool = False) -> Path:
+def install_pre_push(
+    repo: Path, base: str = "main", block_on_fail: bool = False, force: bool = False
+) -> Path:
     """Copy hooks/pre-push into the repository's hooks directory (honouring core.hooksPath)."""
     hooks_dir = Path(_git(repo, "rev-parse", "--path-format=absolute", "--git-path", "hooks"))
     target = hooks_dir / "pre-push"

@@ -156,11 +156,14 @@ class Pipeline:
             manifests = self._manifest(s, base.id), self._manifest(s, head.id)
             context = self.report_context(comparison)
         fields: dict = {"finished_at": utcnow()}
-        broken = [(side, r) for side, r in (("branch", head), ("baseline", base)) if r.state != RunState.succeeded]
+        broken = [
+            (side, r) for side, r in (("branch", head), ("baseline", base)) if r.state != RunState.succeeded
+        ]
         if broken:
-            fields |= {"state": "failed", "reason": "; ".join(
-                f"the {side} run {r.id} {r.state}: {r.reason}" for side, r in broken
-            )}
+            fields |= {
+                "state": "failed",
+                "reason": "; ".join(f"the {side} run {r.id} {r.state}: {r.reason}" for side, r in broken),
+            }
         else:
             locate = self.blob_path
             result = compare_outputs(*manifests, locate, locate, spec.compare)

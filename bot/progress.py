@@ -22,7 +22,9 @@ _STATE_STYLE = {
 }
 
 
-def execute_and_watch(pipeline: Pipeline, run_ids: set[int], console: Console, work: bool = True) -> list[Run]:
+def execute_and_watch(
+    pipeline: Pipeline, run_ids: set[int], console: Console, work: bool = True
+) -> list[Run]:
     """Show the runs until they end. With `work`, a worker in this process executes them meanwhile
     (other workers on the same database may take some first; that is fine)."""
     stop = threading.Event()
@@ -57,8 +59,14 @@ def _table(pipeline: Pipeline, runs: list[Run]) -> Table:
             icon = Spinner("dots")
             status = _live_status(pipeline, run)
         detail = escape((run.last_log_line or "") if not state.terminal else (run.reason or ""))[:100]
-        table.add_row(icon, f"run {run.id}", f"{run.role}", escape(f"{run.ref} @ {run.short_sha}"), status,
-                      f"[dim]{detail}[/]")
+        table.add_row(
+            icon,
+            f"run {run.id}",
+            f"{run.role}",
+            escape(f"{run.ref} @ {run.short_sha}"),
+            status,
+            f"[dim]{detail}[/]",
+        )
     return table
 
 

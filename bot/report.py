@@ -102,7 +102,7 @@ def fit(value: object, width: int, right: bool = False) -> str:
     """Exactly `width` characters for a terminal column: padded, or shortened from the left with `…`."""
     text = " ".join(str(value).splitlines())
     if len(text) > width:
-        text = "…" + text[len(text) - width + 1:]
+        text = "…" + text[len(text) - width + 1 :]
     return text.rjust(width) if right else text.ljust(width)
 
 
@@ -121,8 +121,18 @@ def _environment(flavour: str) -> Environment:
         keep_trailing_newline=True,
         extensions=["jinja2.ext.do"],
     )
-    env.filters.update(num=format_number, signed=format_signed, pct=format_percent, size=size,
-                       md=md_text, code=md_code, fence=md_fence, url=md_url, esc=rich_escape, fit=fit)
+    env.filters.update(
+        num=format_number,
+        signed=format_signed,
+        pct=format_percent,
+        size=size,
+        md=md_text,
+        code=md_code,
+        fence=md_fence,
+        url=md_url,
+        esc=rich_escape,
+        fit=fit,
+    )
     return env
 
 
@@ -132,12 +142,14 @@ def _template(name: str, flavour: str) -> Template:
 
 # -- shared preparation ---------------------------------------------------------------------------------
 
+
 def full_view(comparison: Comparison) -> View:
     """Everything: every file, every metric, a detail section for every diff."""
     diffs = {d.path: d for d in comparison.text_diffs}
     details = [Detail(f, diffs[f.path]) for f in comparison.files if f.path in diffs]
-    return View(files=list(comparison.files), metrics=list(comparison.metrics), details=details,
-                hidden_files={})
+    return View(
+        files=list(comparison.files), metrics=list(comparison.metrics), details=details, hidden_files={}
+    )
 
 
 def _variables(comparison: Comparison, ctx: ReportContext, view: View) -> dict:
@@ -145,12 +157,18 @@ def _variables(comparison: Comparison, ctx: ReportContext, view: View) -> dict:
     counts = Counter(f.status for f in comparison.files)
     failing = {m.file for m in comparison.metrics if m.failed}
     failing |= {p.path for p in comparison.problems if p.blocking}
-    return {"c": comparison, "ctx": ctx, "view": view, "failing": failing,
-            "counts": {status: counts[status] for status in STATUS_ORDER if counts[status]},
-            "anchors": {d.file.path: index for index, d in enumerate(view.details)}}
+    return {
+        "c": comparison,
+        "ctx": ctx,
+        "view": view,
+        "failing": failing,
+        "counts": {status: counts[status] for status in STATUS_ORDER if counts[status]},
+        "anchors": {d.file.path: index for index, d in enumerate(view.details)},
+    }
 
 
 # -- Markdown: fit GitHub's limit by folding rows into counts and dropping detail sections whole ---------
+
 
 def _fold_files(view: View, files: list[FileChange], keep: int | None, failing: set[str]) -> View:
     """Quiet rows become counts; with `keep`, only that many news rows stay, failing files first."""
@@ -255,6 +273,7 @@ def _last_resort(text: str, note: str, limit: int) -> str:
 
 
 # -- HTML and terminal: everything ----------------------------------------------------------------------
+
 
 def render_html(comparison: Comparison, ctx: ReportContext) -> str:
     """The full report: a standalone page with inline CSS and no external assets."""

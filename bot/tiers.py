@@ -67,7 +67,7 @@ class Tier(BaseModel):
     cpus: float = Field(1, gt=0)
     memory: int | str | None = Field(None, description="Memory limit, e.g. 4GiB; unlimited when unset.")
     gpus: int = Field(0, ge=0)
-    max_runtime: float | str = Field("1h", description="Wall-clock limit, e.g. 30m.")
+    max_runtime: float | str = Field("1h", validate_default=True, description="Wall-clock limit, e.g. 30m.")
     cost_per_hour: float = Field(0.0, ge=0)
     backend: Literal["local", "docker", "sagemaker", "batch"] = "local"
     backend_options: dict = Field(default_factory=dict, description="instance_type, spot, host, ...")
@@ -148,7 +148,8 @@ class TierSet(BaseModel):
             )
         if allowed is not None and tier.name not in allowed:
             raise TierForbidden(
-                f"This experiment's tierbot.yaml allows only the tiers {', '.join(allowed)}; not {tier.name!r}."
+                f"This experiment's tierbot.yaml allows only the tiers {', '.join(allowed)}; "
+                f"not {tier.name!r}."
             )
         return tier
 

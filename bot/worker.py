@@ -4,6 +4,7 @@ Any number of workers (threads or processes, on one or several hosts) share the 
 owned through a lease that a heartbeat thread keeps fresh; see `bot.store.queue`.
 """
 
+import contextlib
 import logging
 import os
 import threading
@@ -124,8 +125,14 @@ class Worker:
             if watcher.lost:
                 return  # the lease expired and the run moved on; its new owner reports it
             self.pipeline.queue.finish(
-                run.id, self.name, state, reason, exit_code=outcome.exit_code,
-                command_seconds=outcome.seconds, log_path=str(log_path), log_tail=outcome.log_tail,
+                run.id,
+                self.name,
+                state,
+                reason,
+                exit_code=outcome.exit_code,
+                command_seconds=outcome.seconds,
+                log_path=str(log_path),
+                log_tail=outcome.log_tail,
             )
         except LeaseLost:
             return
@@ -145,15 +152,15 @@ class Worker:
         limits = OutputLimits(max_files=settings.max_output_files, max_bytes=settings.max_output_bytes)
         manifest = collect(workdir, spec.run.outputs, self.pipeline.blobs, limits)
         with self.pipeline.db.session() as s:
-            s.add_all(Output(run_id=run.id, path=f.path, size=f.size, hash=f.hash) for f in manifest.files.values())
+            s.add_all(
+                Output(run_id=run.id, path=f.path, size=f.size, hash=f.hash) for f in manifest.files.values()
+            )
         return RunState.succeeded, f"{len(manifest.files)} output files"
 
     def _fail(self, run: Run, watcher: RunWatcher, reason: str) -> None:
         watcher.stop()
-        try:
+        with contextlib.suppress(LeaseLost):
             self.pipeline.queue.finish(run.id, self.name, RunState.failed, reason)
-        except LeaseLost:
-            pass
 
 
 def _kill_orphan(run: Run) -> None:

@@ -10,7 +10,9 @@ import pytest
 
 from bot.settings import Settings
 
-PG_ADMIN_URL = os.environ.get("TIERBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "TIERBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
 
 SIMPLE_SPEC = """\
 name: simple
@@ -43,9 +45,17 @@ class GitRepo:
         self.git("init", "-q", "-b", "main")
 
     def git(self, *args: str) -> str:
-        identity = ["-c", "user.name=test", "-c", "user.email=test@example.invalid", "-c", "commit.gpgsign=false"]
-        done = subprocess.run(["git", "-C", str(self.path), *identity, *args], check=True, capture_output=True,
-                              text=True)
+        identity = [
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+        ]
+        done = subprocess.run(
+            ["git", "-C", str(self.path), *identity, *args], check=True, capture_output=True, text=True
+        )
         return done.stdout.strip()
 
     def write(self, files: dict[str, str]) -> None:
@@ -69,8 +79,14 @@ class GitRepo:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", lease_seconds=3, poll_seconds=0.05, tiers_file=None,
-                    git_url_template=None, database_url=None)
+    return Settings(
+        data_dir=tmp_path / "data",
+        lease_seconds=3,
+        poll_seconds=0.05,
+        tiers_file=None,
+        git_url_template=None,
+        database_url=None,
+    )
 
 
 @pytest.fixture

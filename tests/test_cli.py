@@ -17,8 +17,14 @@ def tierbot(settings):
     env |= {"TIERBOT_DATA_DIR": str(settings.data_dir), "TIERBOT_POLL_SECONDS": "0.05", "COLUMNS": "160"}
 
     def call(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "bot", *args], env=env, cwd=cwd, capture_output=True,
-                              text=True, timeout=240)
+        return subprocess.run(
+            [sys.executable, "-m", "bot", *args],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
 
     return call
 

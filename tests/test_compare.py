@@ -56,6 +56,7 @@ def metrics_spec(rules: dict, file: str = "metrics.json") -> dict:
 
 # -- files ---------------------------------------------------------------------------------------------
 
+
 def test_statuses_of_every_file(tmp_path):
     comparison = compare(
         tmp_path,
@@ -93,21 +94,26 @@ def test_identical_outputs_pass_without_opening_files(tmp_path):
 
 
 def test_ignored_changes_still_pass(tmp_path):
-    comparison = compare(tmp_path, {"a.txt": "1", "run.log": "x"}, {"a.txt": "1", "run.log": "y"},
-                         spec={"ignore": ["*.log"]})
+    comparison = compare(
+        tmp_path, {"a.txt": "1", "run.log": "x"}, {"a.txt": "1", "run.log": "y"}, spec={"ignore": ["*.log"]}
+    )
     assert comparison.verdict == "pass"
     assert comparison.reasons == ["no output changed (1 file identical, 1 ignored)"]
 
 
 def test_text_sniffed_without_known_extension(tmp_path):
-    comparison = compare(tmp_path, {"README": "one\ntwo\n", "blob": b"\x00bin"},
-                         {"README": "one\nthree\n", "blob": b"\x00bin2"})
+    comparison = compare(
+        tmp_path,
+        {"README": "one\ntwo\n", "blob": b"\x00bin"},
+        {"README": "one\nthree\n", "blob": b"\x00bin2"},
+    )
     assert comparison.file("README").kind == "text"
     assert comparison.file("README").summary == "+1 −1 lines"
     assert comparison.file("blob").kind == "binary"
 
 
 # -- metrics ---------------------------------------------------------------------------------------------
+
 
 def test_regression_beyond_absolute_threshold_fails(tmp_path):
     comparison = compare(
@@ -142,8 +148,12 @@ def test_lower_is_better_with_relative_threshold(tmp_path):
         tmp_path,
         {"metrics.json": json.dumps({"loss": 0.40, "rmse": 2.0})},
         {"metrics.json": json.dumps({"loss": 0.43, "rmse": 2.03})},
-        metrics_spec({"loss": {"direction": "lower", "max_regression": "5%"},
-                      "rmse": {"direction": "lower", "max_regression": "5%"}}),
+        metrics_spec(
+            {
+                "loss": {"direction": "lower", "max_regression": "5%"},
+                "rmse": {"direction": "lower", "max_regression": "5%"},
+            }
+        ),
     )
     loss, rmse = metric(comparison, "loss"), metric(comparison, "rmse")
     assert (loss.change, loss.assessment, loss.failed, loss.threshold) == ("up", "worse", True, "5%")
@@ -157,19 +167,26 @@ def test_improved_metric_is_changed_not_fail(tmp_path):
         tmp_path,
         {"metrics.json": json.dumps({"accuracy": 0.90, "loss": 0.5})},
         {"metrics.json": json.dumps({"accuracy": 0.95, "loss": 0.4})},
-        metrics_spec({"accuracy": {"direction": "higher", "max_regression": 0.0},
-                      "loss": {"direction": "lower", "max_regression": 0.0}}),
+        metrics_spec(
+            {
+                "accuracy": {"direction": "higher", "max_regression": 0.0},
+                "loss": {"direction": "lower", "max_regression": 0.0},
+            }
+        ),
     )
     assert [(m.name, m.assessment, m.failed) for m in comparison.metrics] == [
-        ("accuracy", "better", False), ("loss", "better", False)]
+        ("accuracy", "better", False),
+        ("loss", "better", False),
+    ]
     assert metric(comparison, "accuracy").delta == 0.05  # no float noise: 0.95 - 0.9
     assert comparison.verdict == "changed"
     assert "metrics: 2 better" in comparison.reasons
 
 
 def test_metrics_without_direction_are_neutral(tmp_path):
-    comparison = compare(tmp_path, {"eval_metrics.json": '{"auc": 0.7}'},
-                         {"eval_metrics.json": '{"auc": 0.6}'})
+    comparison = compare(
+        tmp_path, {"eval_metrics.json": '{"auc": 0.7}'}, {"eval_metrics.json": '{"auc": 0.6}'}
+    )
     auc = metric(comparison, "auc", "eval_metrics.json")
     assert (auc.change, auc.assessment, auc.direction, auc.threshold) == ("down", "neutral", None, None)
     assert comparison.file("eval_metrics.json").kind == "metrics"  # auto-detected by its name
@@ -193,11 +210,17 @@ def test_added_and_removed_metrics(tmp_path):
 
 
 def test_removing_a_guarded_metrics_file_fails(tmp_path):
-    comparison = compare(tmp_path, {"metrics.json": '{"accuracy": 0.9, "n": 5}'}, {},
-                         metrics_spec({"accuracy": {"direction": "higher", "max_regression": 0.01}}))
+    comparison = compare(
+        tmp_path,
+        {"metrics.json": '{"accuracy": 0.9, "n": 5}'},
+        {},
+        metrics_spec({"accuracy": {"direction": "higher", "max_regression": 0.01}}),
+    )
     assert comparison.file("metrics.json").summary == "removed, had 2 metrics"
     assert [(m.name, m.change, m.failed) for m in comparison.metrics] == [
-        ("accuracy", "removed", True), ("n", "removed", False)]
+        ("accuracy", "removed", True),
+        ("n", "removed", False),
+    ]
     assert comparison.verdict == "fail"
 
 
@@ -205,8 +228,12 @@ def test_nested_metrics_are_flattened_and_bools_and_strings_skipped(tmp_path):
     base = {"test": {"accuracy": 0.9, "per_class": [0.8, {"f1": 0.7}]}, "done": True, "model": "rf", "n": 3}
     head = {"test": {"accuracy": 0.9, "per_class": [0.85, {"f1": 0.7}]}, "done": False, "model": "rf", "n": 3}
     comparison = compare(tmp_path, {"metrics.json": json.dumps(base)}, {"metrics.json": json.dumps(head)})
-    assert [m.name for m in comparison.metrics] == ["n", "test.accuracy", "test.per_class[0]",
-                                                    "test.per_class[1].f1"]
+    assert [m.name for m in comparison.metrics] == [
+        "n",
+        "test.accuracy",
+        "test.per_class[0]",
+        "test.per_class[1].f1",
+    ]
     assert metric(comparison, "test.per_class[0]").change == "up"
     assert comparison.file("metrics.json").summary == "1 metric changed"
 
@@ -238,8 +265,12 @@ def test_metrics_of_added_and_removed_files(tmp_path):
 
 
 def test_nan_on_the_branch_is_worse_and_fails_a_guarded_metric(tmp_path):
-    comparison = compare(tmp_path, {"metrics.json": '{"loss": 0.5}'}, {"metrics.json": '{"loss": NaN}'},
-                         metrics_spec({"loss": {"direction": "lower", "max_regression": 0.1}}))
+    comparison = compare(
+        tmp_path,
+        {"metrics.json": '{"loss": 0.5}'},
+        {"metrics.json": '{"loss": NaN}'},
+        metrics_spec({"loss": {"direction": "lower", "max_regression": 0.1}}),
+    )
     loss = metric(comparison, "loss")
     assert (loss.change, loss.assessment, loss.failed, loss.delta) == ("changed", "worse", True, None)
     assert "became NaN" in comparison.reasons[0]
@@ -275,11 +306,16 @@ def test_unparseable_unguarded_metrics_is_not_a_failure(tmp_path):
 
 
 def test_rule_for_a_metric_that_does_not_exist_is_reported(tmp_path):
-    comparison = compare(tmp_path, {"metrics.json": '{"acc": 0.9}'}, {"metrics.json": '{"acc": 0.91}'},
-                         metrics_spec({"accuracy": {"direction": "higher"}}))
+    comparison = compare(
+        tmp_path,
+        {"metrics.json": '{"acc": 0.9}'},
+        {"metrics.json": '{"acc": 0.91}'},
+        metrics_spec({"accuracy": {"direction": "higher"}}),
+    )
     assert [p.message for p in comparison.problems] == [
         "tierbot.yaml has a rule for metric accuracy, but metrics.json has no numeric value by that name on "
-        "either side"]
+        "either side"
+    ]
 
 
 def test_metrics_file_listed_but_never_produced(tmp_path):
@@ -308,7 +344,11 @@ def test_log_that_differs_only_in_volatile_tokens(tmp_path):
     comparison = compare(tmp_path, {"train.log": LOG_BASE}, {"train.log": LOG_HEAD})
     log = comparison.file("train.log")
     assert (log.status, log.kind, log.summary, log.volatile_only) == (
-        "changed", "text", "only volatile tokens differ", True)
+        "changed",
+        "text",
+        "only volatile tokens differ",
+        True,
+    )
     assert comparison.text_diffs == []
     assert comparison.verdict == "changed"
     assert comparison.reasons == ["1 file changed (only in volatile tokens)"]
@@ -350,8 +390,9 @@ def test_long_diff_is_capped(tmp_path):
 def test_non_utf8_text_is_a_problem_and_compared_by_size(tmp_path):
     comparison = compare(tmp_path, {"notes.txt": "café\n"}, {"notes.txt": "caf\xe9\n".encode("latin-1")})
     (problem,) = comparison.problems
-    assert problem.message == ("the branch's notes.txt is not UTF-8 text (byte 0xe9 at offset 3); "
-                               "it was compared as bytes")
+    assert problem.message == (
+        "the branch's notes.txt is not UTF-8 text (byte 0xe9 at offset 3); it was compared as bytes"
+    )
     assert not problem.blocking
     assert comparison.file("notes.txt").kind == "binary"
     assert comparison.file("notes.txt").summary == "size 6 B → 5 B"
@@ -359,12 +400,16 @@ def test_non_utf8_text_is_a_problem_and_compared_by_size(tmp_path):
 
 
 def test_empty_files(tmp_path):
-    comparison = compare(tmp_path, {"empty.txt": "", "was_empty.log": "", "metrics.json": ""},
-                         {"empty.txt": "", "was_empty.log": "now\n", "metrics.json": '{"a": 1}'})
+    comparison = compare(
+        tmp_path,
+        {"empty.txt": "", "was_empty.log": "", "metrics.json": ""},
+        {"empty.txt": "", "was_empty.log": "now\n", "metrics.json": '{"a": 1}'},
+    )
     assert comparison.file("empty.txt").status == "identical"
     assert comparison.file("was_empty.log").summary == "+1 −0 lines"
     assert [p.message for p in comparison.problems] == [
-        "main's metrics.json could not be parsed as metrics: the file is empty"]
+        "main's metrics.json could not be parsed as metrics: the file is empty"
+    ]
     assert comparison.file("metrics.json").summary == "unparseable; +1 −0 lines"
 
 
@@ -373,8 +418,13 @@ def test_unreadable_file_is_a_problem(tmp_path):
     write(tmp_path / "head", {"a.txt": "2\n", "b.txt": "y\n"})
     base, head = manifest_of(tmp_path / "base"), manifest_of(tmp_path / "head")
     (tmp_path / "head" / "a.txt").unlink()  # the blob store lost it
-    comparison = compare_outputs(base, head, lambda e: tmp_path / "base" / e.path,
-                                 lambda e: tmp_path / "head" / e.path, CompareSection())
+    comparison = compare_outputs(
+        base,
+        head,
+        lambda e: tmp_path / "base" / e.path,
+        lambda e: tmp_path / "head" / e.path,
+        CompareSection(),
+    )
     (problem,) = comparison.problems
     assert problem.path == "a.txt" and "could not be read" in problem.message
     assert comparison.file("a.txt").summary.startswith("not compared")

@@ -20,14 +20,20 @@ def pushing(settings, simple_repo: GitRepo, tmp_path: Path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "tierbot"
-    shim.write_text(f"#!/bin/sh\nexec {sys.executable} -m bot \"$@\"\n")
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m bot "$@"\n')
     shim.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
     env |= {"TIERBOT_DATA_DIR": str(settings.data_dir), "PATH": f"{bin_dir}:{env['PATH']}"}
 
     def run(*args: str, extra: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run(list(args), cwd=simple_repo.path, env=env | (extra or {}), capture_output=True,
-                              text=True, timeout=240)
+        return subprocess.run(
+            list(args),
+            cwd=simple_repo.path,
+            env=env | (extra or {}),
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
 
     return run
 

@@ -129,8 +129,12 @@ def test_killed_worker_is_recovered_by_a_new_one(settings, simple_repo, tmp_path
     )
     simple_repo.branch("recover")
     simple_repo.commit({"make.py": script})
-    env = {**os.environ, "TIERBOT_DATA_DIR": str(settings.data_dir), "TIERBOT_LEASE_SECONDS": "1",
-           "TIERBOT_POLL_SECONDS": "0.1"}
+    env = {
+        **os.environ,
+        "TIERBOT_DATA_DIR": str(settings.data_dir),
+        "TIERBOT_LEASE_SECONDS": "1",
+        "TIERBOT_POLL_SECONDS": "0.1",
+    }
     env.pop("TIERBOT_TIERS_FILE", None)
     pipeline = Pipeline(Settings(data_dir=settings.data_dir, lease_seconds=1, poll_seconds=0.1))
     run_id = pipeline.submit(RunRequest(repository=str(simple_repo), ref="recover")).head.id

@@ -28,8 +28,19 @@ def db(request, tmp_path: Path) -> Database:
 
 def add_run(db: Database, tier: str = "cpu") -> int:
     with db.session() as s:
-        run = Run(repository="r", ref="main", sha="a" * 40, tree_sha="b" * 40, experiment="e", tier=tier,
-                  role="run", cache_key="k", spec={}, requested_by={}, report_to=[])
+        run = Run(
+            repository="r",
+            ref="main",
+            sha="a" * 40,
+            tree_sha="b" * 40,
+            experiment="e",
+            tier=tier,
+            role="run",
+            cache_key="k",
+            spec={},
+            requested_by={},
+            report_to=[],
+        )
         s.add(run)
         s.flush()
         return run.id

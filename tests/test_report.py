@@ -34,15 +34,22 @@ CONTEXT = ReportContext(
     report_url="https://tierbot.example/comparisons/5",
 )
 
-SPEC = CompareSection.model_validate({
-    "metrics": [{"file": "metrics.json", "metrics": {
-        "test.accuracy": {"direction": "higher", "max_regression": 0.01},
-        "test.loss": {"direction": "lower", "max_regression": "10%"},
-        "train.seconds": {"direction": "lower"},
-    }}],
-    "ignore": ["cache/*"],
-    "mask": [r"host=\S+"],
-})
+SPEC = CompareSection.model_validate(
+    {
+        "metrics": [
+            {
+                "file": "metrics.json",
+                "metrics": {
+                    "test.accuracy": {"direction": "higher", "max_regression": 0.01},
+                    "test.loss": {"direction": "lower", "max_regression": "10%"},
+                    "train.seconds": {"direction": "lower"},
+                },
+            }
+        ],
+        "ignore": ["cache/*"],
+        "mask": [r"host=\S+"],
+    }
+)
 
 
 def write_outputs(root: Path, files: dict[str, str | bytes]) -> Manifest:
@@ -60,10 +67,15 @@ def write_outputs(root: Path, files: dict[str, str | bytes]) -> Manifest:
 def representative(tmp_path: Path) -> Comparison:
     """Every status, kind, move and problem once, and names that need escaping in Markdown and HTML."""
     base = {
-        "metrics.json": json.dumps({"test": {"accuracy": 0.912, "loss": 0.25, "a|b": 3},
-                                    "train": {"seconds": 41.5, "epochs": 10}, "old_metric": 1}),
+        "metrics.json": json.dumps(
+            {
+                "test": {"accuracy": 0.912, "loss": 0.25, "a|b": 3},
+                "train": {"seconds": 41.5, "epochs": 10},
+                "old_metric": 1,
+            }
+        ),
         "train.log": "2024-05-01T10:00:00Z start host=gpu-1\nepoch 1 loss=0.31 in 1.2s\nepoch 2 loss=0.27\n"
-                     "```\nsaved model to /tmp/run-3f2a/model.pkl\n",
+        "```\nsaved model to /tmp/run-3f2a/model.pkl\n",
         "eval.log": "2024-05-01T10:00:09Z eval took 3.1s\n",
         "predictions.csv": "id,label\n1,setosa\n2,versicolor\n3,virginica\n",
         "model.pkl": b"\x80\x04model-a" * 40,
@@ -74,10 +86,15 @@ def representative(tmp_path: Path) -> Comparison:
         "cache/features.parquet": b"PAR1\x00old",
     }
     head = {
-        "metrics.json": json.dumps({"test": {"accuracy": 0.894, "loss": 0.24, "a|b": 3},
-                                    "train": {"seconds": 38.25, "epochs": 12}, "new_metric": 0.5}),
+        "metrics.json": json.dumps(
+            {
+                "test": {"accuracy": 0.894, "loss": 0.24, "a|b": 3},
+                "train": {"seconds": 38.25, "epochs": 12},
+                "new_metric": 0.5,
+            }
+        ),
         "train.log": "2024-06-02T11:30:00Z start host=gpu-7\nepoch 1 loss=0.30 in 2.9s\nepoch 2 loss=0.24\n"
-                     "```\nsaved model to /tmp/run-9e8d/model.pkl\n",
+        "```\nsaved model to /tmp/run-9e8d/model.pkl\n",
         "eval.log": "2024-06-02T11:30:15Z eval took 2.7s\n",
         "predictions.csv": "id,label\n1,setosa\n2,virginica\n3,virginica\n",
         "model.pkl": b"\x80\x04model-b" * 41,
@@ -88,8 +105,13 @@ def representative(tmp_path: Path) -> Comparison:
         "extra.txt": "new file\n",
         "cache/features.parquet": b"PAR1\x00new",
     }
-    return compare_outputs(write_outputs(tmp_path / "base", base), write_outputs(tmp_path / "head", head),
-                           lambda e: tmp_path / "base" / e.path, lambda e: tmp_path / "head" / e.path, SPEC)
+    return compare_outputs(
+        write_outputs(tmp_path / "base", base),
+        write_outputs(tmp_path / "head", head),
+        lambda e: tmp_path / "base" / e.path,
+        lambda e: tmp_path / "head" / e.path,
+        SPEC,
+    )
 
 
 def check_golden(name: str, text: str) -> None:
@@ -151,20 +173,61 @@ def enormous_comparison(changed_files: int) -> Comparison:
     files, diffs = [], []
     for i in range(changed_files):
         path = f"shards/part-{i:05d}.log"
-        body = "\n".join(f"-row {i}.{n} old value {'x' * 40}\n+row {i}.{n} new value {'y' * 40}"
-                         for n in range(100))
-        diffs.append(TextDiff(path=path, lines_added=100, lines_removed=100, truncated=True, diff_lines=400,
-                              diff=f"--- a/{path}\n+++ b/{path}\n@@ -1,100 +1,100 @@\n{body}"))
-        files.append(FileChange(path=path, status="changed", kind="text", size_base=9000, size_head=9100,
-                                summary="+100 −100 lines"))
-    files.append(FileChange(path="metrics.json", status="changed", kind="metrics", size_base=80, size_head=80,
-                            summary="30 metrics changed"))
+        body = "\n".join(
+            f"-row {i}.{n} old value {'x' * 40}\n+row {i}.{n} new value {'y' * 40}" for n in range(100)
+        )
+        diffs.append(
+            TextDiff(
+                path=path,
+                lines_added=100,
+                lines_removed=100,
+                truncated=True,
+                diff_lines=400,
+                diff=f"--- a/{path}\n+++ b/{path}\n@@ -1,100 +1,100 @@\n{body}",
+            )
+        )
+        files.append(
+            FileChange(
+                path=path,
+                status="changed",
+                kind="text",
+                size_base=9000,
+                size_head=9100,
+                summary="+100 −100 lines",
+            )
+        )
+    files.append(
+        FileChange(
+            path="metrics.json",
+            status="changed",
+            kind="metrics",
+            size_base=80,
+            size_head=80,
+            summary="30 metrics changed",
+        )
+    )
     files.sort(key=lambda f: f.path)
-    metrics = [MetricChange(file="metrics.json", name=f"class_{k}.f1", base=0.5, head=0.5 + k / 1000,
-                            delta=k / 1000, delta_pct=k / 5, change="up", direction="higher",
-                            assessment="better") for k in range(1, 31)]
-    return Comparison(verdict="changed", reasons=[f"{changed_files + 1} files changed", "metrics: 30 better"],
-                      files=files, metrics=metrics, text_diffs=diffs)
+    metrics = [
+        MetricChange(
+            file="metrics.json",
+            name=f"class_{k}.f1",
+            base=0.5,
+            head=0.5 + k / 1000,
+            delta=k / 1000,
+            delta_pct=k / 5,
+            change="up",
+            direction="higher",
+            assessment="better",
+        )
+        for k in range(1, 31)
+    ]
+    return Comparison(
+        verdict="changed",
+        reasons=[f"{changed_files + 1} files changed", "metrics: 30 better"],
+        files=files,
+        metrics=metrics,
+        text_diffs=diffs,
+    )
 
 
 def test_enormous_comparison_fits_github_with_tables_whole(tmp_path):
@@ -174,8 +237,11 @@ def test_enormous_comparison_fits_github_with_tables_whole(tmp_path):
     assert markdown.startswith("🟡 **CHANGED** · 3001 files changed")
     for metric in comparison.metrics:  # the metrics table is whole
         assert f"| `{metric.name}` | `metrics.json` | 0.5 | {metric.head:g} |" in markdown
-    rows = [line for line in markdown.split("### Files", 1)[1].split("### Metrics")[0].splitlines()
-            if line.startswith("| ")]
+    rows = [
+        line
+        for line in markdown.split("### Files", 1)[1].split("### Metrics")[0].splitlines()
+        if line.startswith("| ")
+    ]
     assert rows[0] == "| status | file | change | main | branch |"
     listed = [r for r in rows[2:] if "`" in r]
     assert all(len(re.split(r"(?<!\\)\|", r)) == 7 for r in rows)  # every row whole: 5 cells

@@ -37,8 +37,10 @@ compare:
   colour: blue
 """
     found = problems(text)
-    assert "tierbot.yaml:4: run.outputs: run.outputs must be a relative path inside the repository, got " \
-           "'../elsewhere'" in found
+    assert (
+        "tierbot.yaml:4: run.outputs: run.outputs must be a relative path inside the repository, got "
+        "'../elsewhere'" in found
+    )
     assert any(p.startswith("tierbot.yaml:9: compare.metrics[0].metrics.accuracy.direction:") for p in found)
     assert any(p.startswith("tierbot.yaml:10: compare.colour: unknown field") for p in found)
 
@@ -54,8 +56,10 @@ def test_missing_required_field_points_at_its_parent():
         ("deploy: {artifact: /etc/passwd, predict: serve.py:predict}", "deploy.artifact must be a relative"),
         ("compare: {mask: ['(unclosed']}", "is not a regular expression"),
         ("compare: {metrics: [{file: m.json, metrics: {a: {max_regression: 0.1}}}]}", "needs a direction"),
-        ("compare: {metrics: [{file: m.json, metrics: {a: {direction: lower, max_regression: lots}}}]}",
-         "is not a threshold"),
+        (
+            "compare: {metrics: [{file: m.json, metrics: {a: {direction: lower, max_regression: lots}}}]}",
+            "is not a threshold",
+        ),
         ("tier: big\ntiers: [small]", "not in this experiment's tiers"),
     ],
 )
@@ -116,10 +120,13 @@ def test_tiers_file(tmp_path: Path):
     assert tiers.default.name == "small"
     assert tiers.get("small").memory_bytes == 4 * 1024**3
     assert tiers.get("small").runtime_seconds == 1800
+    assert tiers.get("gpu-small").runtime_seconds == 3600  # the default, validated too
     anyone = Requester(name="someone")
     assert [t.name for t in tiers.usable_by(anyone)] == ["small"]
     assert tiers.choose("gpu-small", Requester(github_teams=("ml-platform",))).name == "gpu-small"
-    with pytest.raises(TierForbidden, match="restricted to @U123, team ml-platform. Tiers you may use: small"):
+    with pytest.raises(
+        TierForbidden, match="restricted to @U123, team ml-platform. Tiers you may use: small"
+    ):
         tiers.choose("gpu-small", anyone)
     with pytest.raises(TierUnknown, match="Did you mean gpu-small"):
         tiers.get("gpu-smal")

@@ -57,10 +57,13 @@ def _missing_metric_files(spec: CompareSection, paths: set[str]) -> list[FilePro
     ]
 
 
-def compare_outputs(base: Manifest, head: Manifest,
-                    locate_base: Callable[[FileEntry], Path],
-                    locate_head: Callable[[FileEntry], Path],
-                    spec: CompareSection) -> Comparison:
+def compare_outputs(
+    base: Manifest,
+    head: Manifest,
+    locate_base: Callable[[FileEntry], Path],
+    locate_head: Callable[[FileEntry], Path],
+    spec: CompareSection,
+) -> Comparison:
     """Compare main's outputs (`base`) with the branch's (`head`); deterministic for the same inputs."""
     rules = Rules.of(spec)
     files: list[FileChange] = []
@@ -86,5 +89,6 @@ def compare_outputs(base: Manifest, head: Manifest,
     problems += _missing_metric_files(spec, set(paths))
     problems.sort(key=lambda p: (p.path, p.message))
     verdict, reasons = decide(files, metrics, problems)
-    return Comparison(verdict=verdict, reasons=reasons, files=files, metrics=metrics, text_diffs=diffs,
-                      problems=problems)
+    return Comparison(
+        verdict=verdict, reasons=reasons, files=files, metrics=metrics, text_diffs=diffs, problems=problems
+    )

@@ -22,8 +22,21 @@ Side = Literal["base", "head"]
 SIDE_NAMES: dict[Side, str] = {"base": "main", "head": "the branch"}
 
 TEXT_EXTENSIONS = frozenset(
-    [".log", ".txt", ".md", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml", ".py", ".cfg",
-     ".ini"]
+    [
+        ".log",
+        ".txt",
+        ".md",
+        ".csv",
+        ".tsv",
+        ".json",
+        ".jsonl",
+        ".yaml",
+        ".yml",
+        ".toml",
+        ".py",
+        ".cfg",
+        ".ini",
+    ]
 )
 METRICS_PATTERNS = ("*metrics*.json", "*metrics*.yaml", "*metrics*.yml", "*metrics*.toml")
 SNIFF_BYTES = 8192
@@ -170,8 +183,9 @@ def size_change(pair: Pair) -> str:
     return f"size {format_size(base.size)} → {format_size(head.size)}"
 
 
-def row(pair: Pair, status: FileStatus, kind: FileKind, summary: str = "", volatile_only: bool = False
-        ) -> FileChange:
+def row(
+    pair: Pair, status: FileStatus, kind: FileKind, summary: str = "", volatile_only: bool = False
+) -> FileChange:
     """The file table's row for a pair; sizes straight from the manifests."""
     return FileChange(
         path=pair.path,

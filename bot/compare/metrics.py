@@ -119,8 +119,9 @@ def _threshold_text(rule: MetricRule) -> str | None:
     return format_number(value)
 
 
-def compare_values(file: str, name: str, base: int | float | None, head: int | float | None,
-                   rule: MetricRule | None) -> MetricChange:
+def compare_values(
+    file: str, name: str, base: int | float | None, head: int | float | None, rule: MetricRule | None
+) -> MetricChange:
     """One metric: its move, whether the move is better or worse, and whether it breaks the rule."""
     rule = rule or MetricRule()
     guarded = rule.max_regression is not None
@@ -139,9 +140,19 @@ def compare_values(file: str, name: str, base: int | float | None, head: int | f
             if move != "same" and base != 0 and math.isfinite(base) and math.isfinite(delta):
                 delta_pct = denoise(delta / abs(base) * 100)
             failed = assessment == "worse" and _beyond(abs(head - base), base, rule)
-    return MetricChange(file=file, name=name, base=base, head=head, delta=delta, delta_pct=delta_pct,
-                        change=move, direction=rule.direction, assessment=assessment,
-                        threshold=_threshold_text(rule), failed=failed)
+    return MetricChange(
+        file=file,
+        name=name,
+        base=base,
+        head=head,
+        delta=delta,
+        delta_pct=delta_pct,
+        change=move,
+        direction=rule.direction,
+        assessment=assessment,
+        threshold=_threshold_text(rule),
+        failed=failed,
+    )
 
 
 def _plural(count: int, word: str) -> str:
@@ -176,8 +187,13 @@ def _unparseable(pair: Pair, errors: list[MetricsUnparseable], guarded: bool, ru
         problems.append(FileProblem(path=pair.path, message=str(error) + suffix, blocking=blocking))
     if all(error.textual for error in errors):
         text = _as_text(pair, rules)
-        return Outcome("metrics", f"unparseable; {text.summary}", text.volatile_only,
-                       text_diff=text.text_diff, problems=problems + text.problems)
+        return Outcome(
+            "metrics",
+            f"unparseable; {text.summary}",
+            text.volatile_only,
+            text_diff=text.text_diff,
+            problems=problems + text.problems,
+        )
     return Outcome("metrics", f"unreadable; {size_change(pair)}", problems=problems)
 
 
@@ -196,13 +212,19 @@ def compare_metrics(pair: Pair, rules: Rules) -> Outcome:
     if errors:
         return _unparseable(pair, errors, guarded, rules)
     base, head = parsed.get("base", {}), parsed.get("head", {})
-    changes = [compare_values(pair.path, name, base.get(name), head.get(name), metric_rules.get(name))
-               for name in sorted(base.keys() | head.keys())]
+    changes = [
+        compare_values(pair.path, name, base.get(name), head.get(name), metric_rules.get(name))
+        for name in sorted(base.keys() | head.keys())
+    ]
     outcome = Outcome("metrics", _summary(pair, changes), metrics=changes)
     outcome.problems = [
-        FileProblem(path=pair.path, message=f"tierbot.yaml has a rule for metric {name}, but {pair.path} "
-                                            f"has no numeric value by that name on either side")
-        for name in sorted(metric_rules) if name not in base and name not in head
+        FileProblem(
+            path=pair.path,
+            message=f"tierbot.yaml has a rule for metric {name}, but {pair.path} "
+            f"has no numeric value by that name on either side",
+        )
+        for name in sorted(metric_rules)
+        if name not in base and name not in head
     ]
     if pair.base is not None and pair.head is not None and not any(m.change != "same" for m in changes):
         text = _as_text(pair, rules)  # nothing numeric moved: show what else did

@@ -62,8 +62,14 @@ def unified(path: str, before: list[str], after: list[str]) -> TextDiff:
             removed += line.startswith("-")
         if len(kept) < MAX_DIFF_LINES:
             kept.append(line if len(line) <= MAX_LINE_CHARS else line[:MAX_LINE_CHARS] + " …")
-    return TextDiff(path=path, lines_added=added, lines_removed=removed, diff="\n".join(kept),
-                    truncated=total > len(kept), diff_lines=total)
+    return TextDiff(
+        path=path,
+        lines_added=added,
+        lines_removed=removed,
+        diff="\n".join(kept),
+        truncated=total > len(kept),
+        diff_lines=total,
+    )
 
 
 def line_count_summary(added: int, removed: int) -> str:

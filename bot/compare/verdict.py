@@ -63,8 +63,9 @@ def metrics_reason(metrics: Sequence[MetricChange]) -> str | None:
     return f"{'metric' if sum(counts.values()) == 1 else 'metrics'}: " + ", ".join(parts)
 
 
-def decide(files: Sequence[FileChange], metrics: Sequence[MetricChange],
-           problems: Sequence[FileProblem]) -> tuple[Verdict, list[str]]:
+def decide(
+    files: Sequence[FileChange], metrics: Sequence[MetricChange], problems: Sequence[FileProblem]
+) -> tuple[Verdict, list[str]]:
     """The verdict and its reasons, most important first, deterministic for the same rows."""
     failed = [m for m in metrics if m.failed]
     blocking = [p for p in problems if p.blocking]

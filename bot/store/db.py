@@ -47,18 +47,13 @@ class Database:
     def exclusive(self) -> Iterator[Session]:
         """A transaction that no other writer runs beside (for claiming queued runs).
 
-        SQLite: BEGIN IMMEDIATE takes the database's write lock up front. PostgreSQL: a transaction-level
-        advisory lock; claims are short, so one lock for all tiers keeps the concurrency count exact.
+        SQLite transactions are all exclusive among writers (see `_make_engine`); on PostgreSQL a
+        transaction-level advisory lock serializes claims, so per-tier concurrency counts stay exact.
         """
-        if not self.is_sqlite:
-            with self.session() as session:
+        with self.session() as session:
+            if not self.is_sqlite:
                 session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK + 1})
-                yield session
-            return
-        with self.engine.connect() as connection:
-            connection.info["immediate"] = True  # read by the "begin" listener below
-            with Session(bind=connection, expire_on_commit=False) as session, session.begin():
-                yield session
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -71,7 +66,7 @@ def _make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection, _record) -> None:
-        # Let SQLAlchemy, not pysqlite, decide when transactions begin (needed for BEGIN IMMEDIATE).
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (so they can be IMMEDIATE).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -81,7 +76,9 @@ def _make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:
-        immediate = connection.info.pop("immediate", False)
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # IMMEDIATE takes the write lock up front. A deferred transaction that reads and then writes
+        # fails at once with "database is locked" when another writer committed in between, instead
+        # of waiting out busy_timeout. Sessions are short, so serializing them costs nothing here.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -37,7 +37,9 @@ class Queue:
             if run is None or run.state != RunState.queued:
                 return 0
             ahead = s.scalar(
-                select(func.count()).where(Run.state == RunState.queued, Run.tier == run.tier, Run.id < run.id)
+                select(func.count()).where(
+                    Run.state == RunState.queued, Run.tier == run.tier, Run.id < run.id
+                )
             )
             return (ahead or 0) + 1
 
@@ -111,9 +113,7 @@ class Queue:
         """Requeue or fail the runs whose worker stopped heartbeating. `kill` ends orphaned processes."""
         with self.db.exclusive() as s:
             stale = list(
-                s.scalars(
-                    select(Run).where(Run.state == RunState.running, Run.lease_expires_at < utcnow())
-                )
+                s.scalars(select(Run).where(Run.state == RunState.running, Run.lease_expires_at < utcnow()))
             )
             for run in stale:
                 kill(run)

@@ -34,8 +34,10 @@ def _instances(features) -> list[dict]:
     if isinstance(features, dict):
         features = [features]
     if not isinstance(features, list) or not features or not all(isinstance(row, dict) for row in features):
-        raise ValueError("expected an instance (a mapping of feature to number), a non-empty list of them, "
-                         "or {'instances': [...]}")
+        raise ValueError(
+            "expected an instance (a mapping of feature to number), a non-empty list of them, "
+            "or {'instances': [...]}"
+        )
     return features
 
 

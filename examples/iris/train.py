@@ -59,8 +59,10 @@ def build_model(params: dict):
         )
     if kind == "gradient_boosting":
         return GradientBoostingClassifier(
-            n_estimators=params["n_estimators"], max_depth=params["max_depth"],
-            learning_rate=params.get("learning_rate", 0.1), random_state=seed,
+            n_estimators=params["n_estimators"],
+            max_depth=params["max_depth"],
+            learning_rate=params.get("learning_rate", 0.1),
+            random_state=seed,
         )
     raise SystemExit(f"params.json: unknown model {kind!r} (random_forest or gradient_boosting)")
 
@@ -82,8 +84,14 @@ def write_predictions(path: Path, ids, y_true, proba, class_names) -> None:
         order = np.argsort(ids, kind="stable")
         for i in order:
             row_proba = proba[i]
-            writer.writerow([int(ids[i]), class_names[y_true[i]], class_names[int(row_proba.argmax())],
-                             *[f"{p:.6f}" for p in row_proba]])
+            writer.writerow(
+                [
+                    int(ids[i]),
+                    class_names[y_true[i]],
+                    class_names[int(row_proba.argmax())],
+                    *[f"{p:.6f}" for p in row_proba],
+                ]
+            )
 
 
 def plot_confusion(path: Path, matrix: np.ndarray, class_names, title: str) -> None:
@@ -98,8 +106,14 @@ def plot_confusion(path: Path, matrix: np.ndarray, class_names, title: str) -> N
     threshold = matrix.max() / 2
     for i in range(matrix.shape[0]):
         for j in range(matrix.shape[1]):
-            ax.text(j, i, str(matrix[i, j]), ha="center", va="center",
-                    color="white" if matrix[i, j] > threshold else "black")
+            ax.text(
+                j,
+                i,
+                str(matrix[i, j]),
+                ha="center",
+                va="center",
+                color="white" if matrix[i, j] > threshold else "black",
+            )
     fig.tight_layout()
     # No "Software" chunk (it carries the matplotlib version): same figure, same bytes.
     fig.savefig(path, format="png", metadata={"Software": None})
@@ -111,8 +125,9 @@ def main() -> None:
     setup_logging()
     params = json.loads(PARAMS_FILE.read_text())
     log.info("params: %s", json.dumps(params, sort_keys=True))
-    log.info("python %s, scikit-learn %s, numpy %s",
-             platform.python_version(), sklearn.__version__, np.__version__)
+    log.info(
+        "python %s, scikit-learn %s, numpy %s", platform.python_version(), sklearn.__version__, np.__version__
+    )
 
     data = load_iris()
     x, y, class_names = data.data, data.target, [str(name) for name in data.target_names]
@@ -120,8 +135,14 @@ def main() -> None:
     x_train, x_test, y_train, y_test, _, ids_test = train_test_split(
         x, y, ids, test_size=params.get("test_size", 0.3), random_state=params["seed"], stratify=y
     )
-    log.info("dataset: iris, %d samples, %d features, %d classes; train %d, test %d",
-             len(y), x.shape[1], len(class_names), len(y_train), len(y_test))
+    log.info(
+        "dataset: iris, %d samples, %d features, %d classes; train %d, test %d",
+        len(y),
+        x.shape[1],
+        len(class_names),
+        len(y_train),
+        len(y_test),
+    )
 
     model = build_model(params)
     fit_started = time.perf_counter()
@@ -136,15 +157,24 @@ def main() -> None:
     }
     for split in ("train", "test"):
         m = metrics[split]
-        log.info("%s: accuracy %.4f, f1_macro %.4f, log_loss %.4f",
-                 split, m["accuracy"], m["f1_macro"], m["log_loss"])
+        log.info(
+            "%s: accuracy %.4f, f1_macro %.4f, log_loss %.4f",
+            split,
+            m["accuracy"],
+            m["f1_macro"],
+            m["log_loss"],
+        )
     (OUTPUTS / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
     proba_test = model.predict_proba(x_test)
     write_predictions(OUTPUTS / "predictions.csv", ids_test, y_test, proba_test, class_names)
     matrix = confusion_matrix(y_test, proba_test.argmax(axis=1), labels=list(range(len(class_names))))
-    plot_confusion(OUTPUTS / "confusion_matrix.png", matrix, class_names,
-                   f"iris test set, accuracy {metrics['test']['accuracy']:.3f}")
+    plot_confusion(
+        OUTPUTS / "confusion_matrix.png",
+        matrix,
+        class_names,
+        f"iris test set, accuracy {metrics['test']['accuracy']:.3f}",
+    )
 
     bundle = {"model": model, "features": FEATURES, "classes": class_names, "params": params}
     with (OUTPUTS / "model.pkl").open("wb") as handle:

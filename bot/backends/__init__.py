@@ -1,0 +1,65 @@
+"""Backends run one experiment command on a tier's hardware. This is the interface they all implement.
+
+A worker hands a backend a `Job` (a checked-out workdir, a command, a tier) and a `Watcher` (the queue's
+ears: phase changes, log lines, the process group, cancellation) and gets an `Outcome` back. Backends
+never touch the database or the comparison; the Docker and AWS backends will slot in beside `local`.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from bot.errors import TierbotError
+from bot.settings import Settings
+from bot.tiers import Tier
+
+OutcomeState = Literal["succeeded", "failed", "timed_out", "cancelled"]
+
+
+@dataclass
+class Job:
+    run_id: int
+    workdir: Path  # checked-out commit; the command runs here
+    command: str  # shell command, run via /bin/sh -c
+    tier: Tier
+    requirements: Path | None  # pip requirements file inside workdir; None runs in the environment as is
+    env: dict[str, str]  # extra variables, e.g. TIERBOT_RUN_ID
+    log_path: Path  # written afresh by each attempt: environment build output, then the command's
+    max_log_bytes: int
+
+
+@dataclass
+class Outcome:
+    state: OutcomeState
+    exit_code: int | None  # None when tierbot stopped the command (timeout, cancel) or it never started
+    seconds: float  # the command's own wall time, without building its environment
+    reason: str  # for people: "exit code 3", "out of memory (limit 256.0 MiB)", "cancelled"
+    log_tail: str  # the last lines of output, shown where the user asked
+
+
+class Watcher(Protocol):
+    def phase(self, name: str) -> None:
+        """ "building" (the environment), then "running"."""
+
+    def log(self, line: str) -> None:
+        """Each line of output as it comes, without its newline."""
+
+    def started(self, pgid: int) -> None:
+        """The command's process group, recorded so a restarted worker can kill what it left behind."""
+
+    def cancelled(self) -> bool:
+        """Polled about every 0.2 s while the command runs."""
+
+
+class Backend(Protocol):
+    def run(self, job: Job, watcher: Watcher) -> Outcome: ...
+
+
+def backend_for(tier: Tier, settings: Settings) -> Backend:
+    if tier.backend == "local":
+        from bot.backends.local import LocalBackend  # local imports Job and Outcome from here
+
+        return LocalBackend(settings)
+    raise TierbotError(
+        f"tier {tier.name} uses backend {tier.backend}, which this installation does not provide yet"
+    )
