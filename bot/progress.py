@@ -40,7 +40,7 @@ def execute_and_watch(
                 live.update(_table(pipeline, runs))
                 if all(r.run_state.terminal for r in runs):
                     break
-                time.sleep(0.25)
+                time.sleep(0.1)  # a database read; quick enough to not delay the end of a run
     finally:
         stop.set()
         if thread:
