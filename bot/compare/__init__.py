@@ -13,7 +13,17 @@ from pathlib import Path
 from bot.compare.binary import compare_binary
 from bot.compare.files import FileUnreadable, Outcome, Pair, Rules, kind_by_name, row, size_change, sniff_kind
 from bot.compare.metrics import compare_metrics
-from bot.compare.model import Comparison, FileChange, FileKind, FileProblem, MetricChange, TextDiff
+from bot.compare.model import (
+    Comparison,
+    FileChange,
+    FileKind,
+    FileProblem,
+    ImageDiff,
+    JsonDiff,
+    MetricChange,
+    TableDiff,
+    TextDiff,
+)
 from bot.compare.text import compare_text
 from bot.compare.verdict import decide
 from bot.manifest import FileEntry, Manifest
@@ -69,6 +79,9 @@ def compare_outputs(
     files: list[FileChange] = []
     metrics: list[MetricChange] = []
     diffs: list[TextDiff] = []
+    tables: list[TableDiff] = []
+    json_diffs: list[JsonDiff] = []
+    images: list[ImageDiff] = []
     problems: list[FileProblem] = []
     paths = base.files.keys() | head.files.keys()
     for path in sorted(paths):
@@ -85,10 +98,21 @@ def compare_outputs(
         files.append(row(pair, status, outcome.kind, outcome.summary, outcome.volatile_only))
         metrics += outcome.metrics
         diffs += [outcome.text_diff] if outcome.text_diff else []
+        tables += [outcome.table] if outcome.table else []
+        json_diffs += [outcome.json_diff] if outcome.json_diff else []
+        images += [outcome.image] if outcome.image else []
         problems += outcome.problems
     problems += _missing_metric_files(spec, set(paths))
     problems.sort(key=lambda p: (p.path, p.message))
     verdict, reasons = decide(files, metrics, problems)
     return Comparison(
-        verdict=verdict, reasons=reasons, files=files, metrics=metrics, text_diffs=diffs, problems=problems
+        verdict=verdict,
+        reasons=reasons,
+        files=files,
+        metrics=metrics,
+        text_diffs=diffs,
+        tables=tables,
+        json_diffs=json_diffs,
+        images=images,
+        problems=problems,
     )

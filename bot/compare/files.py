@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from bot.compare.model import FileChange, FileKind, FileProblem, FileStatus, MetricChange, TextDiff
+from bot.compare.model import (
+    FileChange,
+    FileKind,
+    FileProblem,
+    FileStatus,
+    ImageDiff,
+    JsonDiff,
+    MetricChange,
+    TableDiff,
+    TextDiff,
+)
 from bot.manifest import FileEntry
 from bot.spec import CompareSection
 from bot.units import format_size
@@ -118,6 +128,9 @@ class Outcome:
     volatile_only: bool = False
     metrics: list[MetricChange] = field(default_factory=list)
     text_diff: TextDiff | None = None
+    table: TableDiff | None = None
+    json_diff: JsonDiff | None = None
+    image: ImageDiff | None = None
     problems: list[FileProblem] = field(default_factory=list)
 
 

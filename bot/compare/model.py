@@ -13,7 +13,7 @@ from pydantic import BaseModel, PlainSerializer
 
 Verdict = Literal["pass", "changed", "fail"]
 FileStatus = Literal["identical", "changed", "added", "removed", "ignored"]
-FileKind = Literal["metrics", "text", "binary"]
+FileKind = Literal["metrics", "table", "json", "image", "text", "binary"]
 MetricMove = Literal["up", "down", "same", "changed", "added", "removed"]
 Assessment = Literal["better", "worse", "neutral"]
 
@@ -77,6 +77,88 @@ class FileProblem(BaseModel):
     blocking: bool = False  # a guarded metric could not be checked, so the comparison fails
 
 
+class SchemaChange(BaseModel):
+    """A column added, removed, or whose type changed between main's table and the branch's."""
+
+    column: str
+    change: Literal["added", "removed", "type"]
+    base_type: str | None = None
+    head_type: str | None = None
+
+
+class ColumnDiff(BaseModel):
+    """One value column of a keyed table diff, over the rows present on both sides."""
+
+    name: str
+    changed: int = 0  # cells that differ at all
+    beyond: int = 0  # cells beyond the column's tolerance |a−b| ≤ abs + rel·|base|
+    tolerance: str | None = None  # as configured, e.g. "abs 1e-06, rel 0"
+    max_abs_delta: Number | None = None  # numeric columns only
+    mean_delta: Number | None = None
+    p99_abs_delta: Number | None = None
+
+
+class CellChange(BaseModel):
+    """One changed cell, shown `old → new`. Key values and cells are rendered as text."""
+
+    key: dict[str, str]
+    column: str
+    old: str
+    new: str
+    delta: Number | None = None
+    beyond: bool = False
+
+
+class TableDiff(BaseModel):
+    """A keyed comparison of two tables (CSV, TSV, Parquet, JSON Lines)."""
+
+    path: str
+    key: list[str] = []
+    key_detected: bool = False  # the key was inferred, not given in tierbot.yaml
+    rows_base: int = 0
+    rows_head: int = 0
+    rows_added: int = 0
+    rows_removed: int = 0
+    rows_changed: int = 0  # rows on both sides with at least one changed cell
+    rows_beyond: int = 0  # rows with at least one cell beyond tolerance
+    duplicate_keys_base: int = 0  # rows whose key is not unique; they are reported, never paired
+    duplicate_keys_head: int = 0
+    schema: list[SchemaChange] = []
+    columns: list[ColumnDiff] = []  # only columns with changes
+    top_changes: list[CellChange] = []  # the N largest |Δ|, ties broken by key
+    first_changes: list[CellChange] = []  # the first N changed cells in key order
+    added_keys: list[dict[str, str]] = []  # the first N added rows' keys
+    removed_keys: list[dict[str, str]] = []
+    positional: bool = False  # both sides had the same keys in the same order (fast path)
+
+
+class JsonChange(BaseModel):
+    """One path-addressed change in a nested JSON/YAML document that is not a metrics file."""
+
+    pointer: str  # `a.b[3].c`
+    change: Literal["added", "removed", "changed", "type"]
+    old: str | None = None
+    new: str | None = None
+
+
+class JsonDiff(BaseModel):
+    path: str
+    changes: list[JsonChange] = []  # the first N, in document order
+    total: int = 0  # all changes beyond tolerance, listed or not
+    within_tolerance: int = 0  # numeric leaves that moved, but not beyond the tolerance
+
+
+class ImageDiff(BaseModel):
+    """Two images compared pixel by pixel; the diff picture is written beside the report."""
+
+    path: str
+    size_base: tuple[int, int] | None = None  # (width, height)
+    size_head: tuple[int, int] | None = None
+    differing_pixels: int = 0
+    share: float = 0.0  # differing pixels / pixels (1.0 when the sizes differ)
+    diff_image: str | None = None  # file name inside the comparison's artifacts directory
+
+
 class Comparison(BaseModel):
     """The branch's outputs against main's, with a verdict and the sentences that justify it."""
 
@@ -86,6 +168,9 @@ class Comparison(BaseModel):
     files: list[FileChange] = []
     metrics: list[MetricChange] = []
     text_diffs: list[TextDiff] = []
+    tables: list[TableDiff] = []
+    json_diffs: list[JsonDiff] = []
+    images: list[ImageDiff] = []
     problems: list[FileProblem] = []
 
     def count(self, status: FileStatus) -> int:
