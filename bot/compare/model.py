@@ -123,7 +123,7 @@ class TableDiff(BaseModel):
     rows_beyond: int = 0  # rows with at least one cell beyond tolerance
     duplicate_keys_base: int = 0  # rows whose key is not unique; they are reported, never paired
     duplicate_keys_head: int = 0
-    schema: list[SchemaChange] = []
+    schema_changes: list[SchemaChange] = []
     columns: list[ColumnDiff] = []  # only columns with changes
     top_changes: list[CellChange] = []  # the N largest |Δ|, ties broken by key
     first_changes: list[CellChange] = []  # the first N changed cells in key order
