@@ -11,7 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bot.compare.binary import compare_binary
-from bot.compare.files import FileUnreadable, Outcome, Pair, Rules, kind_by_name, row, size_change, sniff_kind
+from bot.compare.files import (
+    FileUnreadable,
+    Options,
+    Outcome,
+    Pair,
+    Rules,
+    kind_by_name,
+    row,
+    size_change,
+    sniff_kind,
+)
 from bot.compare.metrics import compare_metrics
 from bot.compare.model import (
     Comparison,
@@ -34,6 +44,7 @@ __all__ = [
     "FileChange",
     "FileProblem",
     "MetricChange",
+    "Options",
     "TextDiff",
     "compare_outputs",
 ]
@@ -73,9 +84,10 @@ def compare_outputs(
     locate_base: Callable[[FileEntry], Path],
     locate_head: Callable[[FileEntry], Path],
     spec: CompareSection,
+    options: Options | None = None,
 ) -> Comparison:
     """Compare main's outputs (`base`) with the branch's (`head`); deterministic for the same inputs."""
-    rules = Rules.of(spec)
+    rules = Rules.of(spec, options)
     files: list[FileChange] = []
     metrics: list[MetricChange] = []
     diffs: list[TextDiff] = []

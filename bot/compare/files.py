@@ -108,15 +108,27 @@ class Pair:
 
 
 @dataclass(frozen=True)
+class Options:
+    """How a comparison may use the machine, and where it may write. Set by operators, not by tierbot.yaml."""
+
+    artifacts: Path | None = None  # where comparers write pictures (image diffs); None writes nothing
+    temp_dir: Path | None = None  # spill directory for table diffs larger than memory
+    memory_limit: str | None = None  # DuckDB's memory cap, e.g. "500MB"; None lets DuckDB decide
+    threads: int | None = None  # DuckDB threads; None uses every core
+    examples: int = 5  # deterministic examples per table / JSON file (top N by |Δ|, first N by key)
+
+
+@dataclass(frozen=True)
 class Rules:
-    """The spec's `compare` section, with its mask patterns compiled once for all files."""
+    """The spec's `compare` section, with its mask patterns compiled once for all files, and the options."""
 
     spec: CompareSection
     masks: tuple[re.Pattern[str], ...] = ()
+    options: Options = field(default_factory=Options)
 
     @classmethod
-    def of(cls, spec: CompareSection) -> "Rules":
-        return cls(spec, tuple(re.compile(pattern) for pattern in spec.mask))
+    def of(cls, spec: CompareSection, options: Options | None = None) -> "Rules":
+        return cls(spec, tuple(re.compile(pattern) for pattern in spec.mask), options or Options())
 
 
 @dataclass
