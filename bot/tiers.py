@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.errors import TierForbidden, TierUnknown
+from bot.errors import TierbotError, TierForbidden, TierUnknown
 from bot.units import parse_duration, parse_size
 from bot.yamlmodel import load_model
 
@@ -171,4 +171,9 @@ BUILTIN = TierSet(
 def load_tiers(path: Path | None) -> TierSet:
     if path is None:
         return BUILTIN
-    return load_model(TierSet, path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise TierbotError(f"Cannot read the tiers file {path} (TIERBOT_TIERS_FILE): {reason}.") from None
+    return load_model(TierSet, text, str(path))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import SpecInvalid, TierForbidden, TierUnknown
+from bot.errors import SpecInvalid, TierbotError, TierForbidden, TierUnknown
 from bot.spec import load_spec, parse_spec, spec_schema
 from bot.tiers import BUILTIN, Requester, load_tiers
 
@@ -140,6 +140,11 @@ def test_tiers_file_errors(tmp_path: Path):
     path.write_text("tiers:\n  - name: a\n    default: true\n  - name: b\n    default: true\n")
     with pytest.raises(SpecInvalid, match="exactly one tier must have `default: true` \\(found 2\\)"):
         load_tiers(path)
+
+
+def test_missing_tiers_file_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(TierbotError, match="Cannot read the tiers file .*missing.yaml.*No such file"):
+        load_tiers(tmp_path / "missing.yaml")
 
 
 def test_builtin_local_tier():
