@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot import __version__
+from bot.cli_server import replay, serve
 from bot.errors import TierbotError
 from bot.pipeline import Pipeline, Submission
 from bot.progress import execute_and_watch
@@ -279,6 +280,10 @@ def hooks_install(
 
     path = install_pre_push(Path(repo), base=base, block_on_fail=block_on_fail, force=force)
     console.print(f"Installed {path}. Skip it for one push with [bold]TIERBOT_SKIP=1 git push[/].")
+
+
+app.command()(serve)
+app.command()(replay)
 
 
 @app.callback(invoke_without_command=True)

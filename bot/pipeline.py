@@ -21,6 +21,7 @@ from bot.request import RunRequest
 from bot.settings import Settings
 from bot.spec import SPEC_FILE, Spec, parse_spec
 from bot.store import Comparison, Database, Output, Run, RunState
+from bot.store.deliveries import Deliveries
 from bot.store.models import utcnow
 from bot.store.queue import Queue
 from bot.tiers import Tier, load_tiers
@@ -49,6 +50,7 @@ class Pipeline:
         self.code = CodeCache(settings.mirrors_dir, settings.worktrees_dir, settings.git_url_template)
         self.blobs = BlobStore(settings.blobs_dir)
         self.queue = Queue(self.db, self.tiers, settings.lease_seconds, settings.max_attempts)
+        self.deliveries = Deliveries(self.db, settings.lease_seconds)
 
     # -- submit ---------------------------------------------------------------------------------------
 
@@ -124,6 +126,7 @@ class Pipeline:
             spec=spec.model_dump(mode="json"),
             requested_by=request.requester.model_dump(mode="json"),
             report_to=request.report_to,
+            subject=request.subject if role != "baseline" else None,  # baselines are shared
             state=RunState.queued,
             phase="queued",
         )

@@ -16,3 +16,4 @@ class RunRequest(BaseModel):
     base: str | None = Field(None, description="Compare against this ref's merge base; None runs only.")
     requester: Requester = Field(default_factory=Requester)
     report_to: list[dict] = Field(default_factory=list, description="Where doors want the result posted.")
+    subject: str | None = Field(None, description="What the run is for (a PR); newer requests supersede it.")

@@ -4,7 +4,7 @@
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,6 +25,11 @@ class Settings(BaseSettings):
     tiers_file: Path | None = None
     git_url_template: str | None = Field(None, description="e.g. file:///srv/mirrors/{full_name}.git")
     github_api_url: str = "https://api.github.com"
+    github_webhook_secret: SecretStr | None = Field(
+        None,
+        description="Webhook secret; several, comma-separated, while rotating. Unset refuses all deliveries.",
+    )
+    github_run_drafts: bool = Field(False, description="Run draft pull requests too.")
     slack_api_url: str = "https://slack.com/api/"
 
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
@@ -49,6 +54,14 @@ class Settings(BaseSettings):
         if config:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
+
+    @property
+    def github_secrets(self) -> list[str]:
+        if self.github_webhook_secret is None:
+            return []
+        return [
+            part.strip() for part in self.github_webhook_secret.get_secret_value().split(",") if part.strip()
+        ]
 
     @property
     def db_url(self) -> str:

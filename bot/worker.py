@@ -12,9 +12,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bot import github
 from bot.backends import Job, backend_for
 from bot.backends.local import kill_process_group
 from bot.errors import TierbotError
+from bot.github.router import Event
 from bot.outputs import OutputLimits, collect
 from bot.pipeline import Pipeline
 from bot.spec import Spec
@@ -80,10 +82,13 @@ class Worker:
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def run_once(self) -> bool:
-        """Recover dead workers' runs, then execute one queued run. Returns whether it ran one."""
+        """Recover dead workers' runs, handle one webhook delivery or execute one queued run.
+        Returns whether there was anything to do."""
         for run in self.pipeline.queue.recover(kill=_kill_orphan):
             if RunState(run.state).terminal:
                 self.pipeline.settle_for(run.id)
+        if self.only is None and self.handle_delivery():
+            return True
         run = self.pipeline.queue.claim(self.name, self.only)
         if run is None:
             return False
@@ -94,6 +99,19 @@ class Worker:
         while not stop.is_set():
             if not self.run_once():
                 stop.wait(self.pipeline.settings.poll_seconds)
+
+    def handle_delivery(self) -> bool:
+        delivery = self.pipeline.deliveries.claim()
+        if delivery is None:
+            return False
+        event = Event(name=delivery.event, delivery=delivery.id, payload=delivery.payload)
+        try:
+            outcome, state = github.dispatch(event, self.pipeline), "done"
+        except Exception as exc:  # a malformed payload or a bug: recorded on the delivery, the worker lives
+            log.exception("delivery %s failed", delivery.id)
+            outcome, state = f"failed: {type(exc).__name__}: {exc}", "failed"
+        self.pipeline.deliveries.finish(delivery.id, state, outcome)
+        return True
 
     def execute(self, run: Run) -> None:
         settings = self.pipeline.settings

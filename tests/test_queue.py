@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from bot.errors import TierbotError
 from bot.store import Database, Run, RunState
@@ -160,5 +159,4 @@ def test_reopening_migrates_without_losing_data(db):
     again = Database(db.url)
     with again.session() as s:
         assert s.get(Run, run_id).repository == "r"
-        assert s.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
     again.dispose()

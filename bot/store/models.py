@@ -65,6 +65,8 @@ class Run(Base):
     spec: Mapped[dict] = mapped_column(JSON)
     requested_by: Mapped[dict] = mapped_column(JSON)
     report_to: Mapped[list] = mapped_column(JSON, default=list)
+    # What the run is for, e.g. "github:owner/name#12": a newer run for the same subject supersedes it.
+    subject: Mapped[str | None] = mapped_column(String(300), index=True)
 
     state: Mapped[str] = mapped_column(String(20), default=RunState.queued)
     phase: Mapped[str] = mapped_column(String(30), default="queued")
@@ -132,3 +134,26 @@ class Comparison(Base):
 
     head_run: Mapped[Run] = relationship(foreign_keys=[head_run_id])
     base_run: Mapped[Run] = relationship(foreign_keys=[base_run_id])
+
+
+class Delivery(Base):
+    """An inbound webhook, recorded before anything else happens so that a redelivery changes nothing.
+
+    The HTTP handler only inserts the row; workers handle pending deliveries (the handlers may fetch
+    code and queue runs, which is far too slow for a webhook's answer).
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_state", "state"),)
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)  # X-GitHub-Delivery
+    source: Mapped[str] = mapped_column(String(20))  # github
+    event: Mapped[str] = mapped_column(String(50))
+    action: Mapped[str | None] = mapped_column(String(50))
+    payload: Mapped[dict] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | processing | done | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    outcome: Mapped[str | None] = mapped_column(Text)  # what the handler did or why it failed, for people

@@ -109,6 +109,24 @@ class Queue:
                 run.cancel_requested = True
             return run
 
+    def cancel_subject(self, subject: str, keep_sha: str | None = None) -> list[int]:
+        """Cancel the unfinished runs for a subject (a PR), except those of `keep_sha`; their ids."""
+        with self.db.session() as s:
+            query = select(Run).where(
+                Run.subject == subject, Run.state.in_([RunState.queued, RunState.running])
+            )
+            if keep_sha:
+                query = query.where(Run.sha != keep_sha)
+            runs = list(s.scalars(query))
+            for run in runs:
+                if run.state == RunState.queued:
+                    _end(
+                        run, RunState.cancelled, "superseded" if keep_sha else "cancelled: the PR was closed"
+                    )
+                else:
+                    run.cancel_requested = True
+            return [run.id for run in runs]
+
     def recover(self, kill: Callable[[Run], None]) -> list[Run]:
         """Requeue or fail the runs whose worker stopped heartbeating. `kill` ends orphaned processes."""
         with self.db.exclusive() as s:

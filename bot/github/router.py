@@ -1,0 +1,43 @@
+"""A small router: handlers registered per (event, action), called by workers with a recorded delivery."""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+Handler = Callable[..., str]
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str  # X-GitHub-Event
+    delivery: str  # X-GitHub-Delivery
+    payload: dict[str, Any]
+
+    @property
+    def action(self) -> str | None:
+        return self.payload.get("action")
+
+
+@dataclass
+class Router:
+    _handlers: dict[tuple[str, str | None], list[Handler]] = field(default_factory=dict)
+
+    def register(self, event: str, actions: Iterable[str | None] = (None,)) -> Callable[[Handler], Handler]:
+        """Register for some actions of an event; `None` means every action."""
+
+        def decorate(handler: Handler) -> Handler:
+            for action in actions:
+                self._handlers.setdefault((event, action), []).append(handler)
+            return handler
+
+        return decorate
+
+    def handlers(self, event: str, action: str | None) -> list[Handler]:
+        return self._handlers.get((event, action), []) + self._handlers.get((event, None), [])
+
+    def handles(self, event: str, action: str | None) -> bool:
+        return bool(self.handlers(event, action))
+
+    def dispatch(self, event: Event, *context: Any) -> str:
+        """Run every handler for the event; their outcomes joined, for the delivery's record."""
+        return "; ".join(handler(event, *context) for handler in self.handlers(event.name, event.action))

@@ -1,0 +1,116 @@
+"""`tierbot serve`: the bot's HTTP face. Every endpoint answers at once; all work is queued.
+
+`create_app` is a factory: settings come in through the pipeline, nothing is read from the
+environment here, so tests and several replicas can build as many apps as they like.
+"""
+
+import json
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from sqlalchemy import func, select, text
+
+from bot import __version__, github
+from bot.github.signature import signature_valid
+from bot.pipeline import Pipeline
+from bot.store import Run
+from bot.worker import Worker
+
+
+class _RunStates:
+    """Runs per state, read from the database at scrape time (any replica may have changed them)."""
+
+    def __init__(self, pipeline: Pipeline):
+        self.pipeline = pipeline
+
+    def collect(self):
+        gauge = GaugeMetricFamily("tierbot_runs", "Runs by state", labels=["state"])
+        with self.pipeline.db.session() as s:
+            for state, count in s.execute(select(Run.state, func.count()).group_by(Run.state)):
+                gauge.add_metric([state], count)
+        yield gauge
+
+
+def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
+    """The application; `workers` threads execute queued work in this process (0: none)."""
+    registry = CollectorRegistry()
+    deliveries = Counter(
+        "tierbot_webhook_deliveries", "Webhook deliveries by result", ["source", "result"], registry=registry
+    )
+    latency = Histogram("tierbot_webhook_seconds", "Time to answer a webhook", ["source"], registry=registry)
+    registry.register(_RunStates(pipeline))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        threads = [
+            threading.Thread(target=Worker(pipeline).run_forever, args=(stop,), name=f"worker-{n}")
+            for n in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        yield
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+    app = FastAPI(title="tierbot", version=__version__, lifespan=lifespan)
+
+    def answer(result: str, status: int, **extra: object) -> JSONResponse:
+        deliveries.labels("github", result).inc()
+        return JSONResponse({"result": result, **extra}, status_code=status)
+
+    @app.post("/github/webhook")
+    async def github_webhook(request: Request) -> JSONResponse:
+        with latency.labels("github").time():
+            body = await request.body()
+            secrets = pipeline.settings.github_secrets
+            if not secrets:
+                return answer("refused", 503, detail="TIERBOT_GITHUB_WEBHOOK_SECRET is not set; refusing all")
+            signature = request.headers.get("X-Hub-Signature-256")
+            if not signature:
+                return answer("refused", 401, detail="missing X-Hub-Signature-256")
+            if not signature_valid(body, signature, secrets):
+                return answer("refused", 403, detail="signature does not match")
+            event = request.headers.get("X-GitHub-Event")
+            delivery = request.headers.get("X-GitHub-Delivery")
+            if not event or not delivery:
+                return answer("malformed", 400, detail="missing X-GitHub-Event or X-GitHub-Delivery")
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                return answer("malformed", 400, detail="the body is not JSON")
+            if not isinstance(payload, dict):
+                return answer("malformed", 400, detail="the body is not a JSON object")
+            action = payload.get("action") if isinstance(payload.get("action"), str) else None
+            if event == "ping":
+                return answer("pong", 200, zen=payload.get("zen"))
+            if not github.handles(event, action):
+                return answer("ignored", 202, event=event, action=action)
+            recorded = await run_in_threadpool(
+                pipeline.deliveries.record, delivery, "github", event, action, payload
+            )
+            if not recorded:
+                return answer("duplicate", 200, delivery=delivery)
+            return answer("queued", 202, delivery=delivery)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        try:
+            with pipeline.db.session() as s:
+                s.execute(text("SELECT 1"))
+        except Exception as exc:  # the point of a health check is to say so, not to raise
+            return JSONResponse({"status": "unhealthy", "database": str(exc)[:200]}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

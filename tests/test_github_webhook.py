@@ -1,0 +1,322 @@
+"""The GitHub door's inbound side, on the wire: a real uvicorn server on loopback, really signed
+deliveries shaped like GitHub's, repositories served from local bare repos (TIERBOT_GIT_URL_TEMPLATE)."""
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from pydantic import SecretStr
+from sqlalchemy import func, select
+
+from bot.github.signature import sign
+from bot.pipeline import Pipeline
+from bot.server import create_app
+from bot.store import Delivery, Run, RunState
+from bot.worker import Worker
+
+from .conftest import GitRepo
+
+SECRET = "s3cret-current"
+OLD_SECRET = "s3cret-previous"
+
+
+class Bot:
+    """A running `create_app` on a loopback port, and a client that signs like GitHub."""
+
+    def __init__(self, pipeline: Pipeline, workers: int = 0):
+        self.pipeline = pipeline
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(pipeline, workers=workers), log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def deliver(
+        self,
+        event: str,
+        payload: dict,
+        delivery: str | None = None,
+        secret: str | None = SECRET,
+        body: bytes | None = None,
+    ) -> httpx.Response:
+        body = body if body is not None else json.dumps(payload).encode()
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/test",
+        }
+        if secret:
+            headers["X-Hub-Signature-256"] = sign(body, secret)
+        return self.client.post("/github/webhook", content=body, headers=headers)
+
+    def drain(self) -> None:
+        worker = Worker(self.pipeline)
+        while worker.run_once():
+            pass
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def hosted(tmp_path: Path, simple_repo: GitRepo) -> str:
+    """simple_repo published as the bare repository acme/models."""
+    bare = tmp_path / "git" / "acme" / "models.git"
+    bare.parent.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(simple_repo.path), str(bare)], check=True)
+    return str(bare)
+
+
+@pytest.fixture
+def bot(settings, hosted, tmp_path: Path):
+    settings = settings.model_copy(
+        update={
+            "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
+            "github_webhook_secret": SecretStr(f"{SECRET}, {OLD_SECRET}"),
+        }
+    )
+    running = Bot(Pipeline(settings))
+    yield running
+    running.stop()
+
+
+def sha_of(repo: GitRepo, ref: str) -> str:
+    return repo.git("rev-parse", ref)
+
+
+def pull_request(
+    repo: GitRepo,
+    action: str,
+    branch: str = "better",
+    number: int = 7,
+    draft: bool = False,
+    fork: bool = False,
+) -> dict:
+    """A `pull_request` payload with the fields GitHub sends that tierbot reads (and some it does not)."""
+    full_name = "acme/models"
+    head_repo = "someone/models" if fork else full_name
+    return {
+        "action": action,
+        "number": number,
+        "pull_request": {
+            "url": f"https://api.github.com/repos/{full_name}/pulls/{number}",
+            "number": number,
+            "state": "closed" if action == "closed" else "open",
+            "draft": draft,
+            "title": f"Try {branch}",
+            "user": {"login": "octocat", "id": 1, "type": "User"},
+            "head": {
+                "label": f"acme:{branch}",
+                "ref": branch,
+                "sha": sha_of(repo, branch),
+                "repo": {"full_name": head_repo, "fork": fork},
+            },
+            "base": {
+                "label": "acme:main",
+                "ref": "main",
+                "sha": sha_of(repo, "main"),
+                "repo": {"full_name": full_name},
+            },
+            "merged": False,
+        },
+        "repository": {
+            "id": 42,
+            "full_name": full_name,
+            "name": "models",
+            "private": True,
+            "owner": {"login": "acme"},
+            "default_branch": "main",
+            "clone_url": f"https://github.com/{full_name}.git",
+        },
+        "sender": {"login": "octocat", "id": 1},
+        "installation": {"id": 1001},
+    }
+
+
+def count(pipeline: Pipeline, model, *where) -> int:
+    with pipeline.db.session() as s:
+        return s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_opened_pull_request_queues_and_completes_a_comparison(bot, simple_repo):
+    answer = bot.deliver("pull_request", pull_request(simple_repo, "opened"), delivery="d-1")
+    assert answer.status_code == 202 and answer.json() == {"result": "queued", "delivery": "d-1"}
+    assert count(bot.pipeline, Run) == 0  # nothing slow happens inside the request
+    bot.drain()
+    delivery = bot.pipeline.deliveries.get("d-1")
+    assert delivery.state == "done" and delivery.outcome.startswith("queued run 1 for #7")
+    head = bot.pipeline.run(1)
+    assert (head.state, head.subject, head.sha) == (
+        RunState.succeeded,
+        "github:acme/models#7",
+        sha_of(simple_repo, "better"),
+    )
+    assert head.report_to == [
+        {"github": {"repository": "acme/models", "pull_request": 7, "head_sha": head.sha}}
+    ]
+    assert head.requested_by["github_login"] == "octocat"
+    assert count(bot.pipeline, Run, Run.role == "baseline", Run.state == RunState.succeeded) == 1
+
+
+def test_redelivery_starts_nothing_new(bot, simple_repo):
+    payload = pull_request(simple_repo, "opened")
+    assert bot.deliver("pull_request", payload, delivery="same").status_code == 202
+    again = bot.deliver("pull_request", payload, delivery="same")
+    assert again.status_code == 200 and again.json()["result"] == "duplicate"
+    bot.drain()
+    assert bot.deliver("pull_request", payload, delivery="same").json()["result"] == "duplicate"
+    bot.drain()
+    assert count(bot.pipeline, Run, Run.role == "head") == 1
+
+
+def test_push_cancels_the_superseded_run_and_close_cancels_the_rest(bot, simple_repo):
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    worker = Worker(bot.pipeline)
+    worker.handle_delivery()  # queued, not yet run
+    first = bot.pipeline.recent_runs()[-1]
+    simple_repo.git("checkout", "-q", "better")
+    simple_repo.commit({"accuracy.txt": "0.97"}, "tune")
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(simple_repo.path),
+            "push",
+            "-q",
+            bot.pipeline.settings.git_url_template.format(full_name="acme/models"),
+            "better",
+        ],
+        check=True,
+    )
+    bot.deliver("pull_request", pull_request(simple_repo, "synchronize"))
+    worker.handle_delivery()
+    assert bot.pipeline.run(first.id).state == RunState.cancelled
+    assert "superseded" in bot.pipeline.run(first.id).reason
+    latest = [r for r in bot.pipeline.recent_runs() if r.role == "head"][0]
+    assert latest.sha == sha_of(simple_repo, "better") and latest.state == RunState.queued
+    bot.deliver("pull_request", pull_request(simple_repo, "closed"))
+    worker.handle_delivery()
+    assert bot.pipeline.run(latest.id).state == RunState.cancelled
+
+
+def test_drafts_and_forks_run_nothing(bot, simple_repo):
+    bot.deliver("pull_request", pull_request(simple_repo, "opened", draft=True), delivery="draft")
+    bot.deliver("pull_request", pull_request(simple_repo, "opened", fork=True, number=8), delivery="fork")
+    bot.drain()
+    assert count(bot.pipeline, Run) == 0
+    assert "draft" in bot.pipeline.deliveries.get("draft").outcome
+    assert "fork" in bot.pipeline.deliveries.get("fork").outcome
+
+
+def test_bad_signatures_are_refused_without_side_effects(bot, simple_repo):
+    payload = pull_request(simple_repo, "opened")
+    assert bot.deliver("pull_request", payload, secret=None).status_code == 401
+    assert bot.deliver("pull_request", payload, secret="wrong").status_code == 403
+    tampered = json.dumps(payload).encode()
+    headers = {
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": "t",
+        "X-Hub-Signature-256": sign(tampered, SECRET),
+    }
+    assert bot.client.post("/github/webhook", content=tampered + b" ", headers=headers).status_code == 403
+    assert count(bot.pipeline, Delivery) == 0
+    assert bot.deliver("pull_request", payload, secret=OLD_SECRET).status_code == 202  # rotation
+
+
+def test_malformed_and_unknown_deliveries(bot, simple_repo):
+    assert bot.deliver("pull_request", {}, body=b"{not json").status_code == 400
+    assert bot.deliver("pull_request", {}, body=b"[1, 2]").status_code == 400
+    ignored = bot.deliver("pull_request", pull_request(simple_repo, "labeled"))
+    assert ignored.status_code == 202 and ignored.json()["result"] == "ignored"
+    assert bot.deliver("star", {"action": "created"}).json()["result"] == "ignored"
+    assert bot.deliver("ping", {"zen": "Keep it simple."}).json() == {
+        "result": "pong",
+        "zen": "Keep it simple.",
+    }
+    assert count(bot.pipeline, Delivery) == 0
+
+
+def test_a_broken_payload_fails_its_delivery_not_the_worker(bot):
+    assert bot.deliver("pull_request", {"action": "opened"}, delivery="broken").status_code == 202
+    bot.drain()
+    delivery = bot.pipeline.deliveries.get("broken")
+    assert delivery.state == "failed" and "KeyError" in delivery.outcome
+
+
+def test_unconfigured_secret_refuses_everything(settings):
+    running = Bot(Pipeline(settings))
+    try:
+        answer = running.deliver("pull_request", {"action": "opened"})
+        assert answer.status_code == 503 and "TIERBOT_GITHUB_WEBHOOK_SECRET" in answer.json()["detail"]
+    finally:
+        running.stop()
+
+
+def test_health_and_metrics(bot, simple_repo):
+    assert bot.client.get("/healthz").json()["status"] == "ok"
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"), secret="wrong")
+    bot.drain()
+    metrics = bot.client.get("/metrics").text
+    assert 'tierbot_webhook_deliveries_total{result="queued",source="github"} 1.0' in metrics
+    assert 'tierbot_webhook_deliveries_total{result="refused",source="github"} 1.0' in metrics
+    assert 'tierbot_runs{state="succeeded"} 2.0' in metrics
+
+
+def test_serve_with_workers_and_replay(settings, hosted, simple_repo, tmp_path):
+    """The in-process workers pick up a delivery sent by `tierbot replay`."""
+    settings = settings.model_copy(
+        update={
+            "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
+            "github_webhook_secret": SecretStr(SECRET),
+        }
+    )
+    running = Bot(Pipeline(settings), workers=1)
+    try:
+        payload_file = tmp_path / "opened.json"
+        payload_file.write_text(json.dumps(pull_request(simple_repo, "opened")))
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "TIERBOT_GITHUB_WEBHOOK_SECRET": SECRET,
+            "TIERBOT_DATA_DIR": str(tmp_path / "unused"),
+        }
+        sent = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bot",
+                "replay",
+                str(payload_file),
+                "--event",
+                "pull_request",
+                "--url",
+                f"{running.url}/github/webhook",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.startswith("202 ")
+        deadline = time.monotonic() + 60
+        while count(running.pipeline, Run, Run.state == RunState.succeeded) < 2:
+            assert time.monotonic() < deadline, "the in-process worker did not run the PR"
+            time.sleep(0.1)
+    finally:
+        running.stop()

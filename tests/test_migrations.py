@@ -1,0 +1,46 @@
+"""Schema migrations: they match the models, and an upgrade keeps every row (SQLite and PostgreSQL)."""
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import text
+
+from bot.store import Database, Run
+from bot.store.models import Base
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_migrations_match_the_models(url):
+    db = Database(url)
+    with db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    db.dispose()
+
+
+def test_upgrade_from_the_first_schema_keeps_runs(url):
+    old = Database(url, migrate=False)
+    old.migrate("0001")
+    with old.engine.begin() as c:
+        c.execute(
+            text(
+                "INSERT INTO runs (repository, ref, sha, tree_sha, experiment, tier, role, cache_key, spec, "
+                "requested_by, report_to, state, phase, cancel_requested, attempts, created_at) VALUES "
+                "('r', 'main', 'a', 'b', 'e', 'local', 'run', 'k', '{}', '{}', '[]', 'succeeded', "
+                "'succeeded', "
+                "false, 1, CURRENT_TIMESTAMP)"
+            )
+        )
+    old.dispose()
+    new = Database(url)
+    with new.session() as s:
+        run = s.get(Run, 1)
+        assert (run.repository, run.state, run.subject) == ("r", "succeeded", None)
+    new.dispose()
