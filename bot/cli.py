@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bot import __version__
+from bot.cli_diff import diff
 from bot.cli_server import replay, serve
 from bot.errors import TierbotError
 from bot.pipeline import Pipeline, Submission
@@ -282,6 +283,7 @@ def hooks_install(
     console.print(f"Installed {path}. Skip it for one push with [bold]TIERBOT_SKIP=1 git push[/].")
 
 
+app.command()(diff)
 app.command()(serve)
 app.command()(replay)
 

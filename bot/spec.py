@@ -128,9 +128,35 @@ class TableFile(_Strict):
         return _relative_path(value, "compare.tables[].file")
 
 
+class JsonFile(_Strict):
+    file: str = Field(description="Nested JSON or YAML document among the outputs (not a metrics file).")
+    tolerance: Tolerance = Field(
+        default_factory=Tolerance, description="Numeric tolerance for every number in the document."
+    )
+    ignore_paths: list[str] = Field(
+        default_factory=list,
+        description="Paths not compared, with their contents: `meta.created_at`, `runs[*].seconds` "
+        "(`*` matches within one key or index).",
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        return _relative_path(value, "compare.json[].file")
+
+
 class CompareSection(_Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)  # `json` shadows BaseModel.json
+
     metrics: list[MetricFile] = Field(default_factory=list)
     tables: list[TableFile] = Field(default_factory=list)
+    json_files: list[JsonFile] = Field(
+        default_factory=list, alias="json", description="Nested JSON/YAML documents with their own rules."
+    )
+    json_tolerance: Tolerance = Field(
+        default_factory=Tolerance,
+        description="Numeric tolerance for JSON/YAML documents not listed under `json` (default: exact).",
+    )
     ignore: list[str] = Field(default_factory=list, description="Glob patterns of outputs not compared.")
     mask: list[str] = Field(
         default_factory=list, description="Regular expressions masked in logs and text before diffing."
@@ -154,6 +180,9 @@ class CompareSection(_Strict):
 
     def table_file(self, path: str) -> TableFile | None:
         return next((t for t in self.tables if t.file == path), None)
+
+    def json_file(self, path: str) -> JsonFile | None:
+        return next((j for j in self.json_files if j.file == path), None)
 
 
 class DeploySection(_Strict):
@@ -207,6 +236,19 @@ def parse_spec(text: str, filename: str = SPEC_FILE) -> Spec:
 
 def load_spec(path: Path) -> Spec:
     return parse_spec(path.read_text(encoding="utf-8"), str(path))
+
+
+class CompareConfig(BaseModel):
+    """What `tierbot diff --config` reads of a tierbot.yaml: its name and `compare` section, nothing else."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = None
+    compare: CompareSection = Field(default_factory=CompareSection)
+
+
+def load_compare_config(path: Path) -> CompareConfig:
+    return load_model(CompareConfig, path.read_text(encoding="utf-8"), str(path))
 
 
 def spec_schema() -> dict:

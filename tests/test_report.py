@@ -1,12 +1,15 @@
-"""The three renderings of a comparison: GitHub Markdown, the HTML report and the terminal.
+"""The renderings of a comparison: GitHub Markdown, the HTML report, the terminal (Slack: test_slack_blocks).
 
-What users read is pinned by golden files in tests/golden/ (comparison.md, comparison.html), rendered
-from one representative comparison of real output directories. After an intended change, regenerate
-them and review the diff like any other change:
+What users read is pinned by golden files in tests/golden/ (comparison.md, comparison.html,
+comparison.slack.json), rendered from one representative comparison built by hand as model objects —
+every kind of file, every status, and names that need escaping — so that the renderers are tested
+against the model alone, whatever the engines produce today. After an intended change, regenerate them
+and review the diff like any other change:
 
-    UPDATE_GOLDEN=1 python -m pytest tests/test_report.py
+    UPDATE_GOLDEN=1 python -m pytest tests/test_report.py tests/test_slack_blocks.py
 """
 
+import base64
 import json
 import os
 import re
@@ -17,8 +20,25 @@ import xxhash
 from rich.console import Console
 
 from bot.compare import Comparison, FileChange, MetricChange, TextDiff, compare_outputs
+from bot.compare.model import (
+    CellChange,
+    ColumnDiff,
+    FileProblem,
+    ImageDiff,
+    JsonChange,
+    JsonDiff,
+    SchemaChange,
+    TableDiff,
+)
 from bot.manifest import FileEntry, Manifest
-from bot.report import ReportContext, render_html, render_markdown, render_terminal
+from bot.report import (
+    GITHUB_CHECK_SUMMARY_LIMIT,
+    GITHUB_COMMENT_LIMIT,
+    ReportContext,
+    render_html,
+    render_markdown,
+    render_terminal,
+)
 from bot.spec import CompareSection
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -34,84 +54,12 @@ CONTEXT = ReportContext(
     report_url="https://tierbot.example/comparisons/5",
 )
 
-SPEC = CompareSection.model_validate(
-    {
-        "metrics": [
-            {
-                "file": "metrics.json",
-                "metrics": {
-                    "test.accuracy": {"direction": "higher", "max_regression": 0.01},
-                    "test.loss": {"direction": "lower", "max_regression": "10%"},
-                    "train.seconds": {"direction": "lower"},
-                },
-            }
-        ],
-        "ignore": ["cache/*"],
-        "mask": [r"host=\S+"],
-    }
+# A 4×4 PNG, white with two red pixels: the diff picture of the representative image.
+DIFF_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAAECAIAAAAmkwkpAAAAIUlEQVR4nFXJsQ0AMAzDMLr//+xMARpthFK0wNNKFud8DQJUBwNyO1W6"
+    "AAAAAElFTkSuQmCC"
 )
-
-
-def write_outputs(root: Path, files: dict[str, str | bytes]) -> Manifest:
-    """Write a run's outputs and return their manifest, hashed like the blob store hashes them."""
-    entries = {}
-    for name, content in sorted(files.items()):
-        data = content if isinstance(content, bytes) else content.encode()
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes(data)
-        entries[name] = FileEntry(path=name, size=len(data), hash=xxhash.xxh3_128_hexdigest(data))
-    return Manifest(files=entries)
-
-
-@pytest.fixture
-def representative(tmp_path: Path) -> Comparison:
-    """Every status, kind, move and problem once, and names that need escaping in Markdown and HTML."""
-    base = {
-        "metrics.json": json.dumps(
-            {
-                "test": {"accuracy": 0.912, "loss": 0.25, "a|b": 3},
-                "train": {"seconds": 41.5, "epochs": 10},
-                "old_metric": 1,
-            }
-        ),
-        "train.log": "2024-05-01T10:00:00Z start host=gpu-1\nepoch 1 loss=0.31 in 1.2s\nepoch 2 loss=0.27\n"
-        "```\nsaved model to /tmp/run-3f2a/model.pkl\n",
-        "eval.log": "2024-05-01T10:00:09Z eval took 3.1s\n",
-        "predictions.csv": "id,label\n1,setosa\n2,versicolor\n3,virginica\n",
-        "model.pkl": b"\x80\x04model-a" * 40,
-        "weird|name`s.txt": "a | b\n",
-        "notes <em>.md": "# Notes\nall good\n",
-        "latin1.txt": "ok\n",
-        "config.json": '{"seed": 1}\n',
-        "cache/features.parquet": b"PAR1\x00old",
-    }
-    head = {
-        "metrics.json": json.dumps(
-            {
-                "test": {"accuracy": 0.894, "loss": 0.24, "a|b": 3},
-                "train": {"seconds": 38.25, "epochs": 12},
-                "new_metric": 0.5,
-            }
-        ),
-        "train.log": "2024-06-02T11:30:00Z start host=gpu-7\nepoch 1 loss=0.30 in 2.9s\nepoch 2 loss=0.24\n"
-        "```\nsaved model to /tmp/run-9e8d/model.pkl\n",
-        "eval.log": "2024-06-02T11:30:15Z eval took 2.7s\n",
-        "predictions.csv": "id,label\n1,setosa\n2,virginica\n3,virginica\n",
-        "model.pkl": b"\x80\x04model-b" * 41,
-        "weird|name`s.txt": "a | c\n",
-        "notes <em>.md": "# Notes\nall <b>good</b>\n",
-        "latin1.txt": "caf\xe9\n".encode("latin-1"),
-        "config.json": '{"seed": 1}\n',
-        "extra.txt": "new file\n",
-        "cache/features.parquet": b"PAR1\x00new",
-    }
-    return compare_outputs(
-        write_outputs(tmp_path / "base", base),
-        write_outputs(tmp_path / "head", head),
-        lambda e: tmp_path / "base" / e.path,
-        lambda e: tmp_path / "head" / e.path,
-        SPEC,
-    )
+NASTY = "a<b>&c|d`e*f\ng"  # user data that needs escaping in every format
 
 
 def check_golden(name: str, text: str) -> None:
@@ -126,12 +74,250 @@ def check_golden(name: str, text: str) -> None:
     assert text == expected, f"{name} changed; if intended, rerun with UPDATE_GOLDEN=1 and review the diff"
 
 
+def row(path: str, status: str, kind: str, base: int | None, head: int | None, summary: str = "", **kw):
+    return FileChange(
+        path=path, status=status, kind=kind, size_base=base, size_head=head, summary=summary, **kw
+    )
+
+
+def metric(name: str, base, head, change: str, **kw) -> MetricChange:
+    delta = None if base is None or head is None else round(head - base, 12)
+    pct = None if not delta or not base else round(delta / abs(base) * 100, 11)
+    return MetricChange(
+        file="metrics.json", name=name, base=base, head=head, delta=delta, delta_pct=pct, change=change, **kw
+    )
+
+
+def cell(key: str, column: str, old: str, new: str, delta: float | None, beyond: bool) -> CellChange:
+    return CellChange(key={"id": key}, column=column, old=old, new=new, delta=delta, beyond=beyond)
+
+
+def representative_comparison() -> Comparison:
+    """Every status, kind, move and problem once, and names that need escaping in every format."""
+    files = [
+        row("cache/features.parquet", "ignored", "binary", 8, 8),
+        row("config.json", "identical", "json", 12, 12),
+        row("eval.log", "changed", "text", 36, 36, "only volatile tokens differ", volatile_only=True),
+        row("extra.txt", "added", "text", None, 9, "new, 1 line"),
+        row("latin1.txt", "changed", "binary", 3, 5, "size 3 B → 5 B"),
+        row("metrics.json", "changed", "metrics", 112, 115, "6 metrics changed, 1 beyond threshold"),
+        row("model.pkl", "changed", "binary", 360, 369, "size 360 B → 369 B"),
+        row("notes <em>.md", "changed", "text", 17, 24, "+1 −1 lines"),
+        row(
+            "params.yaml",
+            "changed",
+            "json",
+            240,
+            251,
+            "3 values changed, 1 added, 1 removed; 2 more within tolerance",
+        ),
+        row("plots/confusion.png", "changed", "image", 1830, 1871, "1.56% of pixels differ (64 of 4,096)"),
+        row(
+            "predictions.parquet",
+            "changed",
+            "table",
+            52_113,
+            52_406,
+            "1,000 → 1,002 rows, 4 beyond tolerance",
+        ),
+        row("scores.csv", "changed", "table", 61, 61, "3 cells changed, all within tolerance"),
+        row("train.log", "changed", "text", 125, 125, "+2 −2 lines"),
+        row("weird|name`s.txt", "changed", "text", 6, 6, "+1 −1 lines"),
+    ]
+    metrics = [
+        metric("new_metric", None, 0.5, "added"),
+        metric("old_metric", 1, None, "removed"),
+        metric(
+            "test.accuracy", 0.912, 0.894, "down", direction="higher", assessment="worse", threshold="0.01"
+        ).model_copy(update={"failed": True}),
+        metric("test.a|b", 3, 3, "same"),
+        metric("test.loss", 0.25, 0.24, "down", direction="lower", assessment="better", threshold="10%"),
+        metric("train.epochs", 10, 12, "up"),
+        metric("train.seconds", 41.5, 38.25, "down", direction="lower", assessment="better"),
+    ]
+    text_diffs = [
+        TextDiff(
+            path="notes <em>.md",
+            lines_added=1,
+            lines_removed=1,
+            diff="--- a/notes <em>.md\n+++ b/notes <em>.md\n@@ -1,2 +1,2 @@\n"
+            " # Notes\n-all good\n+all <b>good</b>",
+            diff_lines=6,
+        ),
+        TextDiff(
+            path="train.log",
+            lines_added=2,
+            lines_removed=2,
+            diff="--- a/train.log\n+++ b/train.log\n@@ -1,5 +1,5 @@\n <time> start <masked>\n"
+            "-epoch 1 loss=0.31 in <duration>\n-epoch 2 loss=0.27\n+epoch 1 loss=0.30 in <duration>\n"
+            "+epoch 2 loss=0.24\n ```\n saved model to <tmp>",
+            diff_lines=10,
+        ),
+        TextDiff(
+            path="weird|name`s.txt",
+            lines_added=1,
+            lines_removed=1,
+            diff="--- a/weird|name`s.txt\n+++ b/weird|name`s.txt\n@@ -1 +1 @@\n-a | b\n+a | c",
+            diff_lines=5,
+        ),
+    ]
+    predictions = TableDiff(
+        path="predictions.parquet",
+        key=["id"],
+        rows_base=1000,
+        rows_head=1002,
+        rows_added=3,
+        rows_removed=1,
+        rows_changed=12,
+        rows_beyond=4,
+        duplicate_keys_base=2,
+        duplicate_keys_head=2,
+        schema_changes=[
+            SchemaChange(column="margin", change="added", head_type="DOUBLE"),
+            SchemaChange(column="debug", change="removed", base_type="VARCHAR"),
+            SchemaChange(column="label", change="type", base_type="VARCHAR", head_type="INTEGER"),
+        ],
+        columns=[
+            ColumnDiff(
+                name="score",
+                changed=12,
+                beyond=3,
+                tolerance="abs 0.001, rel 0",
+                max_abs_delta=0.25,
+                mean_delta=0.0125,
+                p99_abs_delta=0.24,
+            ),
+            ColumnDiff(name="comment|note", changed=1, beyond=1),
+        ],
+        top_changes=[
+            cell("17", "score", "0.5", "0.75", 0.25, True),
+            cell("3", "score", "0.91", "0.9", -0.01, True),
+            cell("8", "score", "0.1", "0.1005", 0.0005, False),
+        ],
+        first_changes=[
+            cell("3", "score", "0.91", "0.9", -0.01, True),
+            cell("5", "comment|note", "fine & <ok>", "line one\nline `two` *bold*", None, True),
+            cell("8", "score", "0.1", "0.1005", 0.0005, False),
+        ],
+        added_keys=[{"id": "1001"}, {"id": "1002"}],
+        removed_keys=[{"id": "<b>42</b>"}],
+    )
+    scores = TableDiff(
+        path="scores.csv",
+        key=["fold", "id"],
+        key_detected=True,
+        positional=True,
+        rows_base=3,
+        rows_head=3,
+        rows_changed=3,
+        columns=[
+            ColumnDiff(
+                name="auc",
+                changed=3,
+                tolerance="abs 1e-06, rel 0.001",
+                max_abs_delta=0.0004,
+                mean_delta=-0.0001,
+                p99_abs_delta=0.0004,
+            )
+        ],
+        top_changes=[
+            CellChange(key={"fold": "1", "id": "a"}, column="auc", old="0.8812", new="0.8808", delta=-0.0004)
+        ],
+    )
+    params = JsonDiff(
+        path="params.yaml",
+        changes=[
+            JsonChange(pointer="model.layers[2].units", change="changed", old="64", new="128"),
+            JsonChange(pointer="name", change="changed", old='"a <b> & c"', new='"a|b `c` *d*\\nsecond"'),
+            JsonChange(pointer="optimizer.beta", change="added", new="0.9"),
+            JsonChange(pointer="dropout", change="removed", old="0.1"),
+            JsonChange(pointer="seed", change="type", old='"1"', new="1"),
+        ],
+        total=5,
+        within_tolerance=2,
+    )
+    confusion = ImageDiff(
+        path="plots/confusion.png",
+        size_base=(64, 64),
+        size_head=(64, 64),
+        differing_pixels=64,
+        share=64 / 4096,
+        diff_image="plots__confusion.png.diff.png",
+    )
+    return Comparison(
+        verdict="fail",
+        reasons=[
+            "metric test.accuracy in metrics.json got worse by 0.018 (threshold 0.01)",
+            "table predictions.parquet: 4 rows beyond tolerance",
+            "11 files changed (1 only in volatile tokens), 1 added",
+            "metrics: 2 better, 1 changed without a direction, 1 added, 1 removed",
+            "1 problem comparing files (see below)",
+        ],
+        files=files,
+        metrics=metrics,
+        text_diffs=text_diffs,
+        tables=[predictions, scores],
+        json_diffs=[params],
+        images=[confusion],
+        problems=[
+            FileProblem(
+                path="latin1.txt",
+                message="the branch's latin1.txt is not UTF-8 text (byte 0xe9 at offset 3); "
+                "it was compared as bytes",
+            )
+        ],
+    )
+
+
+@pytest.fixture
+def representative() -> Comparison:
+    return representative_comparison()
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    (tmp_path / "plots__confusion.png.diff.png").write_bytes(DIFF_PNG)
+    return tmp_path
+
+
+# -- golden files ---------------------------------------------------------------------------------------
+
+
 def test_markdown_golden(representative):
     check_golden("comparison.md", render_markdown(representative, CONTEXT))
 
 
-def test_html_golden(representative):
-    check_golden("comparison.html", render_html(representative, CONTEXT))
+def test_html_golden(representative, artifacts):
+    check_golden("comparison.html", render_html(representative, CONTEXT, artifacts))
+
+
+# -- Markdown -------------------------------------------------------------------------------------------
+
+
+def table_blocks(markdown: str) -> list[list[str]]:
+    """Consecutive lines that start with `|`: each is one Markdown table."""
+    blocks, current = [], []
+    for line in markdown.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            blocks.append(current)
+            current = []
+    return blocks
+
+
+def cells(line: str) -> int:
+    """The cells GitHub sees in a table row: pipes that are not escaped separate them."""
+    return len(re.split(r"(?<!\\)\|", line)) - 2
+
+
+def assert_tables_whole(markdown: str) -> None:
+    """Every table has its header, its delimiter row, and rows of exactly as many cells."""
+    for block in table_blocks(markdown):
+        assert len(block) >= 2 and set(block[1]) <= set("|-: "), block[:2]
+        widths = {cells(line) for line in block}
+        assert len(widths) == 1, block
+        assert all(line.endswith(" |") for line in block), block
 
 
 def test_markdown_starts_with_the_verdict_and_escapes_table_cells(representative):
@@ -142,17 +328,51 @@ def test_markdown_starts_with_the_verdict_and_escapes_table_cells(representative
     assert "| `test.a\\|b` |" in markdown
     assert "<code>notes &lt;em&gt;.md</code>" in markdown  # HTML inside <summary> is escaped
     assert "````diff\n" in markdown  # a diff with a context line ``` gets a longer fence
-    for line in markdown.splitlines():
-        if line.startswith("| "):
-            assert line.endswith(" |")
+    assert_tables_whole(markdown)
 
 
-def test_html_is_escaped_and_self_contained(representative):
+def test_markdown_sections_in_order(representative):
+    markdown = render_markdown(representative, CONTEXT)
+    order = [markdown.index(h) for h in ("### Files", "### Metrics", "### Problems", "### Details")]
+    assert order == sorted(order)
+    assert markdown.count("<details>") == markdown.count("</details>") == 7  # 2 tables, JSON, image, 3 diffs
+    assert "| ≈ within tolerance | `scores.csv` |" in markdown
+    assert "| ❌ changed | `metrics.json` |" in markdown
+
+
+def test_markdown_table_detail(representative):
+    markdown = render_markdown(representative, CONTEXT)
+    table = markdown.split("<code>predictions.parquet</code>")[1].split("</details>")[0]
+    assert "**1,000 → 1,002 rows** · 3 added · 1 removed · 12 changed, 4 beyond tolerance · key `id`" in table
+    assert "⚠️ **Duplicate keys:** 2 rows on main and 2 on the branch" in table
+    assert "| `margin` | ➕ added | — | `DOUBLE` |" in table
+    assert "| `label` | type changed | `VARCHAR` | `INTEGER` |" in table
+    assert "| `score` | 12 | 3 ❌ | 0.25 | +0.0125 | 0.24 | abs 0.001, rel 0 |" in table
+    assert "| `id=17` | `score` | `0.5` → `0.75` | +0.25 ❌ |" in table  # the largest first
+    assert "**Largest changes** (top 3 by \\|Δ\\|)" in table and "**First changes by key**" in table
+    assert "**Added rows** (first 2 of 3): `id=1001` · `id=1002`" in table
+    assert "**Removed rows**: `id=<b>42</b>`" in table  # a code span shows HTML as text
+    assert "| `id=5` | `comment\\|note` | `fine & <ok>` → ``line one↵line `two` *bold*`` | — ❌ |" in table
+    scores = markdown.split("<code>scores.csv</code>")[1].split("</details>")[0]
+    assert "key `fold`, `id` (detected) · same key order" in scores
+
+
+def test_markdown_json_and_image_details(representative):
+    markdown = render_markdown(representative, CONTEXT)
+    params = markdown.split("<code>params.yaml</code>")[1].split("</details>")[0]
+    assert "| `model.layers[2].units` | changed | `64` → `128` |" in params
+    assert "| `optimizer.beta` | added | — → `0.9` |" in params
+    assert '| `seed` | type changed | `"1"` → `1` |' in params
+    assert "_2 numbers moved within tolerance._" in params
+    image = markdown.split("<code>plots/confusion.png</code>")[1].split("</details>")[0]
+    assert "| size | 64×64 | 64×64 |" in image
+    assert "**64 pixels differ** (1.56% of the image)." in image
+    anchor = re.search(r"\[See the diff picture in the full report\]\(([^)]+)\)", image)
+    assert anchor and anchor.group(1).startswith("https://tierbot.example/comparisons/5#diff-")
     html = render_html(representative, CONTEXT)
-    assert "notes &lt;em&gt;.md" in html and "<em>" not in html
-    assert "all &lt;b&gt;good&lt;/b&gt;" in html
-    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # no external assets
-    assert "<script" not in html
+    assert f'id="{anchor.group(1).split("#")[1]}"' in html  # the link lands on the image's section
+    no_url = render_markdown(representative, CONTEXT.model_copy(update={"report_url": None}))
+    assert "The diff picture is in the HTML report." in no_url
 
 
 def test_markdown_drops_whole_details_first_when_over_the_limit(representative):
@@ -165,11 +385,53 @@ def test_markdown_drops_whole_details_first_when_over_the_limit(representative):
     no_url = CONTEXT.model_copy(update={"report_url": None})
     limit = len(render_markdown(representative, no_url)) - 1
     without_url = render_markdown(representative, no_url, limit=limit)
-    assert "detail sections not shown here. The full report has them." in without_url
+    assert "not shown here. The full report has them." in without_url
 
 
-def enormous_comparison(changed_files: int) -> Comparison:
-    """Thousands of changed logs, each with a long diff, and a metrics table that must survive."""
+def test_markdown_keeps_failing_and_beyond_tolerance_details_longest(representative):
+    full = render_markdown(representative, CONTEXT)
+    details = re.findall(r"<details><summary>.*?</details>\n", full, re.DOTALL)
+    summary_only = len(full) - sum(len(d) + 1 for d in details)
+    table = next(d for d in details if "predictions.parquet" in d)
+    markdown = render_markdown(representative, CONTEXT, limit=summary_only + len(table) + 300)
+    assert markdown.count("<details>") == 1 and "<code>predictions.parquet</code>" in markdown
+    assert "6 detail sections (1 table, 1 JSON file, 1 image, 3 text diffs) not shown here" in markdown
+    blocking = representative.model_copy(
+        update={"problems": [FileProblem(path="train.log", message="the log is required", blocking=True)]}
+    )
+    markdown = render_markdown(blocking, CONTEXT, limit=summary_only + len(table) + 300)
+    assert "<summary>❌ <code>train.log</code>" in markdown  # the failing file's diff outlives the table
+
+
+def test_a_diff_without_a_file_row_still_gets_its_section():
+    comparison = Comparison(
+        verdict="changed",
+        reasons=["1 file changed"],
+        json_diffs=[
+            JsonDiff(path="orphan.json", changes=[JsonChange(pointer="a", change="added", new="1")], total=1)
+        ],
+    )
+    assert "<code>orphan.json</code>" in render_markdown(comparison, CONTEXT)
+    assert 'id="diff-0"' in render_html(comparison, CONTEXT)
+
+
+def test_html_links_each_file_row_to_its_section(representative, artifacts):
+    html = render_html(representative, CONTEXT, artifacts)
+    for path in ("params.yaml", "plots/confusion.png", "predictions.parquet", "scores.csv", "train.log"):
+        anchor = re.search(rf'<a href="#(diff-\d+)"><code>{re.escape(path)}</code></a>', html)
+        assert anchor and f'<details id="{anchor.group(1)}" open>' in html
+    assert '<td class="status-changed">within tolerance</td>' in html
+
+
+def test_check_summary_limit_is_one_less():
+    assert (GITHUB_COMMENT_LIMIT, GITHUB_CHECK_SUMMARY_LIMIT) == (65_536, 65_535)
+
+
+# -- enormous comparisons -------------------------------------------------------------------------------
+
+
+def enormous_comparison(changed_files: int, tables: int = 0, examples: int = 40) -> Comparison:
+    """Thousands of changed logs with long diffs, hundreds of tables with many examples, a metrics table."""
     files, diffs = [], []
     for i in range(changed_files):
         path = f"shards/part-{i:05d}.log"
@@ -186,26 +448,42 @@ def enormous_comparison(changed_files: int) -> Comparison:
                 diff=f"--- a/{path}\n+++ b/{path}\n@@ -1,100 +1,100 @@\n{body}",
             )
         )
-        files.append(
-            FileChange(
+        files.append(row(path, "changed", "text", 9000, 9100, "+100 −100 lines"))
+    table_diffs = []
+    for t in range(tables):
+        path = f"tables/t{t:04d}.parquet"
+        files.append(row(path, "changed", "table", 10**6, 10**6, "40 rows beyond tolerance"))
+        changes = [
+            CellChange(
+                key={"id": f"{t}-{n}", "part": "a|b"},
+                column=f"col_{n % 9}",
+                old=f"{n}.5 <{NASTY}>",
+                new=f"{n}.75",
+                delta=0.25,
+                beyond=True,
+            )
+            for n in range(examples)
+        ]
+        table_diffs.append(
+            TableDiff(
                 path=path,
-                status="changed",
-                kind="text",
-                size_base=9000,
-                size_head=9100,
-                summary="+100 −100 lines",
+                key=["id", "part"],
+                rows_base=10**6,
+                rows_head=10**6 + 5,
+                rows_added=5,
+                rows_changed=examples,
+                rows_beyond=examples,
+                duplicate_keys_head=1,
+                schema_changes=[SchemaChange(column="extra", change="added", head_type="DOUBLE")],
+                columns=[
+                    ColumnDiff(name=f"col_{c}", changed=9, beyond=9, max_abs_delta=0.25) for c in range(9)
+                ],
+                top_changes=changes,
+                first_changes=changes,
+                added_keys=[{"id": f"new-{n}", "part": "a"} for n in range(examples)],
             )
         )
-    files.append(
-        FileChange(
-            path="metrics.json",
-            status="changed",
-            kind="metrics",
-            size_base=80,
-            size_head=80,
-            summary="30 metrics changed",
-        )
-    )
+    files.append(row("metrics.json", "changed", "metrics", 80, 80, "30 metrics changed"))
     files.sort(key=lambda f: f.path)
     metrics = [
         MetricChange(
@@ -223,10 +501,11 @@ def enormous_comparison(changed_files: int) -> Comparison:
     ]
     return Comparison(
         verdict="changed",
-        reasons=[f"{changed_files + 1} files changed", "metrics: 30 better"],
+        reasons=[f"{changed_files + tables + 1} files changed", "metrics: 30 better"],
         files=files,
         metrics=metrics,
         text_diffs=diffs,
+        tables=table_diffs,
     )
 
 
@@ -253,11 +532,56 @@ def test_enormous_comparison_fits_github_with_tables_whole(tmp_path):
     assert render_markdown(comparison, CONTEXT) == markdown  # deterministic
 
 
+def assert_summary_intact(markdown: str, comparison: Comparison, verdict: str) -> None:
+    assert markdown.startswith(verdict)
+    assert "\n### Files\n" in markdown and "| status | file | change | main | branch |" in markdown
+    for metric in comparison.metrics:  # the metrics table is whole
+        assert f"| `{metric.name}` | `metrics.json` | 0.5 | {metric.head:g} |" in markdown
+    assert markdown.count("<details>") == markdown.count("</details>")
+    assert markdown.count("```") % 2 == 0  # no fence cut open
+    assert_tables_whole(markdown)
+    assert "**[Open the full report](https://tierbot.example/comparisons/5)**" in markdown
+
+
+@pytest.mark.parametrize("limit", [GITHUB_COMMENT_LIMIT, GITHUB_CHECK_SUMMARY_LIMIT])
+def test_thousands_of_files_and_hundreds_of_tables_fit_both_github_limits(limit):
+    comparison = enormous_comparison(3000, tables=400)
+    markdown = render_markdown(comparison, CONTEXT, limit=limit)
+    assert len(markdown) <= limit
+    assert_summary_intact(markdown, comparison, "🟡 **CHANGED** · 3401 files changed")
+    hidden = re.search(r"\| \| _… (\d+) changed not listed_ \| \| \| \|", markdown)
+    listed = re.findall(r"^\| ✏️ changed \| `", markdown, re.MULTILINE)
+    assert hidden and len(listed) + int(hidden.group(1)) == 3401  # file rows folded whole, and counted
+    assert render_markdown(comparison, CONTEXT, limit=limit) == markdown  # deterministic
+
+
+@pytest.mark.parametrize("limit", [GITHUB_COMMENT_LIMIT, GITHUB_CHECK_SUMMARY_LIMIT])
+def test_hundreds_of_tables_drop_whole_details_failing_first(limit):
+    comparison = enormous_comparison(200, tables=300)
+    comparison.problems = [FileProblem(path="tables/t0299.parquet", message="schema drift", blocking=True)]
+    comparison.verdict = "fail"
+    markdown = render_markdown(comparison, CONTEXT, limit=limit)
+    assert len(markdown) <= limit
+    assert_summary_intact(markdown, comparison, "❌ **FAIL** · 501 files changed")
+    for change in comparison.files:
+        assert f"| `{change.path}` |" in markdown  # every file listed
+    sections = re.findall(r"<details><summary>.*?</details>", markdown, re.DOTALL)
+    assert 0 < len(sections) < 500
+    assert all(s.count("| `id=") == 80 for s in sections)  # a table's examples: all there, never cut
+    kept = re.findall(r"<summary>(?:❌ )?<code>(tables/t\d+\.parquet)</code>", markdown)
+    assert kept[-1] == "tables/t0299.parquet"  # the failing table outlives the others (shown in file order)
+    assert kept[:-1] == [f"tables/t{t:04d}.parquet" for t in range(len(kept) - 1)]  # then the rest in order
+    assert "<code>shards/" not in markdown  # tables before text diffs
+    note = re.search(r"(\d+) detail sections \((\d+) tables, 200 text diffs\) not shown here", markdown)
+    assert note and int(note.group(1)) == 500 - len(sections) and int(note.group(2)) == 300 - len(kept)
+
+
 @pytest.mark.parametrize("limit", [300, 2_000, 10_000, 30_000])
 def test_any_limit_is_respected(limit):
-    markdown = render_markdown(enormous_comparison(500), CONTEXT, limit=limit)
+    markdown = render_markdown(enormous_comparison(500, tables=20), CONTEXT, limit=limit)
     assert len(markdown) <= limit
     assert markdown.startswith("🟡 **CHANGED**")
+    assert markdown.count("<details>") == markdown.count("</details>")
 
 
 def test_long_diffs_are_dropped_whole_and_the_file_table_is_kept():
@@ -272,10 +596,106 @@ def test_long_diffs_are_dropped_whole_and_the_file_table_is_kept():
     assert f"{300 - len(kept)} detail sections not shown here" in markdown
 
 
-def test_terminal_shows_verdict_files_and_metrics(representative):
+# -- escaping, in Markdown and HTML ---------------------------------------------------------------------
+
+
+def nasty_comparison() -> Comparison:
+    """User data with every character that means something in Markdown, HTML or Slack."""
+    path = f"out/{NASTY}.csv"
+    return Comparison(
+        verdict="changed",
+        reasons=[f"table {path}: 1 row beyond tolerance"],
+        files=[row(path, "changed", "table", 10, 11, f"summary {NASTY}")],
+        metrics=[metric(f"m.{NASTY}", 1, 2, "up").model_copy(update={"threshold": NASTY})],
+        tables=[
+            TableDiff(
+                path=path,
+                key=[NASTY],
+                rows_base=1,
+                rows_head=1,
+                rows_changed=1,
+                rows_beyond=1,
+                schema_changes=[SchemaChange(column=NASTY, change="type", base_type=NASTY, head_type="INT")],
+                columns=[ColumnDiff(name=NASTY, changed=1, beyond=1, tolerance=NASTY)],
+                top_changes=[
+                    CellChange(key={NASTY: NASTY}, column=NASTY, old=NASTY, new=f"``{NASTY}", beyond=True)
+                ],
+                added_keys=[{NASTY: NASTY}],
+            )
+        ],
+        json_diffs=[
+            JsonDiff(
+                path=path,
+                changes=[JsonChange(pointer=NASTY, change="changed", old=NASTY, new=NASTY)],
+                total=1,
+            )
+        ],
+        images=[ImageDiff(path=path, size_base=(1, 1), size_head=(1, 1), differing_pixels=1, share=1.0)],
+        problems=[FileProblem(path=path, message=f"message {NASTY}")],
+    )
+
+
+CODE_SPAN = re.compile(r"(?<![`\\])(`+)(?!`).+?(?<!`)\1(?!`)")
+OUR_TAGS = re.compile(r"</?(details|summary|code)>")
+
+
+def test_markdown_escapes_user_data_everywhere():
+    markdown = render_markdown(nasty_comparison(), CONTEXT.model_copy(update={"experiment": NASTY}))
+    assert_tables_whole(markdown)  # no pipe from user data splits a cell
+    assert "**a\\<b\\>\\&c\\|d\\`e\\*f g**" in markdown  # text: every markup character escaped
+    assert "| ``out/a<b>&c\\|d`e*f↵g.csv`` |" in markdown  # code span: fenced, pipe escaped, newline shown
+    assert "<code>out/a&lt;b&gt;&amp;c|d`e*f↵g.csv</code>" in markdown  # HTML inside <summary>
+    assert "``` ``a<b>&c\\|d`e*f↵g ```" in markdown  # a value that starts with backticks keeps them
+    outside_code = OUR_TAGS.sub("", CODE_SPAN.sub("", markdown))
+    assert not re.search(r"(?<!\\)[<`]", outside_code)  # no markup from user data outside code spans
+    assert "\ng" not in markdown  # no line break from user data reaches the page
+
+
+def test_html_is_escaped_and_self_contained(representative, artifacts):
+    html = render_html(representative, CONTEXT, artifacts)
+    assert "notes &lt;em&gt;.md" in html and "<em>" not in html
+    assert "all &lt;b&gt;good&lt;/b&gt;" in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # no external assets
+    assert "<script" not in html
+    nasty = render_html(nasty_comparison(), CONTEXT.model_copy(update={"experiment": NASTY}))
+    assert "a&lt;b&gt;&amp;c|d`e*f" in nasty and "<b>" not in nasty
+
+
+def test_html_inlines_the_diff_picture(representative, artifacts):
+    html = render_html(representative, CONTEXT, artifacts)
+    src = "data:image/png;base64," + base64.b64encode(DIFF_PNG).decode()
+    assert f'<img class="diff" src="{src}"' in html
+
+
+@pytest.mark.parametrize(
+    ("name", "note"),
+    [
+        ("missing.png", "The diff picture missing.png is missing."),
+        ("../outside.png", "is not a file name inside the artifacts directory"),
+        ("link.png", "The diff picture link.png is missing."),  # a symlink is not followed
+    ],
+)
+def test_html_notes_a_diff_picture_it_cannot_show(representative, artifacts, name, note):
+    (artifacts.parent / "outside.png").write_bytes(DIFF_PNG)
+    (artifacts / "link.png").symlink_to(artifacts.parent / "outside.png")
+    representative.images[0].diff_image = name
+    html = render_html(representative, CONTEXT, artifacts)
+    assert note in html and "data:image" not in html
+    without = render_html(representative, CONTEXT)  # no artifacts directory given at all
+    assert "saved with the comparison, but not given here" in without
+
+
+# -- terminal -------------------------------------------------------------------------------------------
+
+
+def terminal_text(comparison: Comparison, ctx: ReportContext = CONTEXT) -> str:
     console = Console(record=True, width=120)
-    render_terminal(representative, CONTEXT, console)
-    text = console.export_text()
+    render_terminal(comparison, ctx, console)
+    return console.export_text()
+
+
+def test_terminal_shows_verdict_files_and_metrics(representative):
+    text = terminal_text(representative)
     assert text.startswith("✖ FAIL metric test.accuracy in metrics.json got worse by 0.018")
     assert "Metrics metrics.json" in text  # one metrics file: named once, not on every row
     accuracy = r"test\.accuracy\s+0\.912\s+0\.894\s+-0\.018\s+-1\.97%\s+▼ worse ✖ beyond 0.01"
@@ -283,3 +703,59 @@ def test_terminal_shows_verdict_files_and_metrics(representative):
     assert re.search(r"test\.loss\s+0\.25\s+0\.24\s+-0\.01\s+-4%\s+▼ better", text)
     assert "weird|name`s.txt" in text and "notes <em>.md" in text  # user data printed as is, not as markup
     assert "+epoch 2 loss=0.24" in text
+    assert re.search(r"within\s+scores\.csv", text)
+
+
+def test_terminal_shows_tables_json_and_images(representative):
+    text = terminal_text(representative)
+    assert "── predictions.parquet 1,000 → 1,002 rows, +3 −1, 12 changed, 4 beyond tolerance" in text
+    assert "⚠ duplicate keys: 2 rows on main, 2 on the branch (not paired)" in text
+    assert "schema  label type VARCHAR → INTEGER" in text
+    assert re.search(r"score\s+12\s+3\s+0\.25\s+\+0\.0125\s+0\.24", text)
+    assert "id=17  score  0.5 → 0.75  +0.25 ✖" in text
+    assert "added 3 id=1001, id=1002, …" in text and "removed 1 id=<b>42</b>\n" in text
+    assert "── params.yaml 5 changes, 2 within tolerance" in text
+    assert "model.layers[2].units  changed  64 → 128" in text
+    assert re.search(r"plots/confusion\.png\s+1\.56% of pixels differ \(64 px, 64×64\)", text)
+    nasty = terminal_text(nasty_comparison())
+    assert "a<b>&c|d`e*f↵g → ``a<b>&c|d`e*f↵g  — ✖" in nasty  # markup characters printed, newline shown
+
+
+def test_terminal_lists_at_most_ten_tables():
+    text = terminal_text(enormous_comparison(0, tables=14, examples=3))
+    assert text.count("── tables/") == 10
+    assert "… 4 more tables in the full report" in text
+
+
+# -- the real engine ------------------------------------------------------------------------------------
+
+
+def write_outputs(root: Path, files: dict[str, str | bytes]) -> Manifest:
+    """Write a run's outputs and return their manifest, hashed like the blob store hashes them."""
+    entries = {}
+    for name, content in sorted(files.items()):
+        data = content if isinstance(content, bytes) else content.encode()
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+        entries[name] = FileEntry(path=name, size=len(data), hash=xxhash.xxh3_128_hexdigest(data))
+    return Manifest(files=entries)
+
+
+def test_what_the_engine_produces_renders_in_every_format(tmp_path):
+    """Not a golden file: the engines deepen on their own; this only proves they and the renderers agree."""
+    from bot.report import render_slack
+
+    spec = CompareSection.model_validate({"metrics": [{"file": "metrics.json", "metrics": {"acc": {}}}]})
+    base = {"metrics.json": json.dumps({"acc": 0.9}), "log.txt": "a\nb\n", "cfg.json": '{"a": 1}'}
+    head = {"metrics.json": json.dumps({"acc": 0.8}), "log.txt": "a\nc\n", "cfg.json": '{"a": 2}'}
+    comparison = compare_outputs(
+        write_outputs(tmp_path / "base", base),
+        write_outputs(tmp_path / "head", head),
+        lambda e: tmp_path / "base" / e.path,
+        lambda e: tmp_path / "head" / e.path,
+        spec,
+    )
+    assert "`acc`" in render_markdown(comparison, CONTEXT)
+    assert "<code>log.txt</code>" in render_html(comparison, CONTEXT)
+    assert "acc" in terminal_text(comparison)
+    assert render_slack(comparison, CONTEXT)["blocks"]

@@ -1,0 +1,172 @@
+"""The Jinja2 environments of the renderers and the filters that escape and format user data in them.
+
+One environment per flavour: `md` (GitHub Markdown), `html` (autoescaped), `term` (rich markup) and
+`slack` (Block Kit mrkdwn). Every filter is registered in all of them, so templates name what a value
+is (`code`, `key`, `share`) and the flavour's escaping stays in one place: here.
+"""
+
+import re
+from collections.abc import Mapping
+from functools import cache
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from rich.markup import escape as rich_escape
+
+from bot.compare.numbers import format_number, format_percent, format_signed
+from bot.resources import resource_dir
+from bot.units import format_size
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def visible(value: object) -> str:
+    """One line: line breaks inside a value shown as `↵`, tabs as spaces, so they cannot break markup."""
+    return _NEWLINES.sub("↵", str(value)).replace("\t", " ")
+
+
+def clip(value: object, width: int = 120) -> str:
+    """At most `width` characters, shortened at the end with `…`: cell values can be whole documents."""
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+# -- GitHub Markdown --------------------------------------------------------------------------------------
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
+
+
+def md_text(value: object) -> str:
+    """Plain text in Markdown: punctuation that could start markup or end a table cell is escaped."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
+
+
+def md_code(value: object, table: bool = False) -> str:
+    """A code span that survives any content: a fence longer than the longest backtick run inside."""
+    text = visible(value)
+    if table:
+        text = text.replace("|", "\\|")  # GitHub splits cells before it parses code spans
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def md_fence(body: str) -> str:
+    """A code fence longer than any backtick run that starts a line of the body."""
+    longest = max((len(run) for run in re.findall(r"^\s*(`{3,})", body, re.MULTILINE)), default=0)
+    return "`" * max(3, longest + 1)
+
+
+def md_url(url: str) -> str:
+    """A link target that cannot end the link early."""
+    return "".join({" ": "%20", "(": "%28", ")": "%29", "<": "%3C", ">": "%3E"}.get(ch, ch) for ch in url)
+
+
+# -- Slack mrkdwn -----------------------------------------------------------------------------------------
+# Slack decodes only `&amp;`, `&lt;` and `&gt;`, and has no escape for its formatting characters, so
+# free text gets look-alike characters for them (as jsx-slack's <Escape> does), and user data goes in
+# code spans, inside which `*`, `_` and `~` are literal and only a backtick needs replacing.
+
+_SLACK_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+_SLACK_LOOKALIKES = str.maketrans({"`": "ˋ", "*": "∗", "~": "∼"})
+_SLACK_EDGE_UNDERSCORE = re.compile(r"(?<![^\W_])_|_(?![^\W_])")  # `_` that could open or close italics
+
+
+def _slack_entities(text: str) -> str:
+    return "".join(_SLACK_ENTITIES.get(ch, ch) for ch in text)
+
+
+def slack_text(value: object) -> str:
+    """Free text in mrkdwn: control characters as entities, formatting characters as look-alikes."""
+    text = " ".join(str(value).splitlines()).translate(_SLACK_LOOKALIKES)
+    return _slack_entities(_SLACK_EDGE_UNDERSCORE.sub("ˍ", text))
+
+
+def slack_code(value: object) -> str:
+    """User data as an inline code span: one line, no backtick that could end it early."""
+    text = visible(value).replace("`", "ˋ")
+    return f"`{_slack_entities(text)}`" if text.strip() else "_(empty)_"
+
+
+def slack_url(url: str) -> str:
+    """A link target inside `<url|text>`: nothing in it may end the link or start its label."""
+    return _slack_entities(md_url(url).replace("|", "%7C"))
+
+
+# -- numbers and names ------------------------------------------------------------------------------------
+
+
+def fit(value: object, width: int, right: bool = False) -> str:
+    """Exactly `width` characters for a terminal column: padded, or shortened from the left with `…`."""
+    text = " ".join(str(value).splitlines())
+    if len(text) > width:
+        text = "…" + text[len(text) - width + 1 :]
+    return text.rjust(width) if right else text.ljust(width)
+
+
+def size(value: int | None) -> str:
+    return "—" if value is None else format_size(value)
+
+
+def amount(value: int) -> str:
+    """A count of rows, cells or pixels, with thousands separated: `1,204,311`."""
+    return f"{value:,}"
+
+
+def share(value: float) -> str:
+    """A share as a percentage that never rounds a real difference to 0: `3.2%`, `0.0015%`."""
+    percent = value * 100
+    if percent == 0:
+        return "0%"
+    return f"{percent:.3g}%" if percent >= 0.01 else f"{percent:.2g}%"
+
+
+def dimensions(value: tuple[int, int] | None) -> str:
+    return "—" if value is None else f"{value[0]}×{value[1]}"
+
+
+def key_text(key: Mapping[str, str]) -> str:
+    """A row's key: `id=3`, or `fold=2, id=3` for a composite key."""
+    return ", ".join(f"{column}={value}" for column, value in key.items())
+
+
+FILTERS = {
+    "num": format_number,
+    "signed": format_signed,
+    "pct": format_percent,
+    "size": size,
+    "amount": amount,
+    "share": share,
+    "dims": dimensions,
+    "key": key_text,
+    "visible": visible,
+    "clip": clip,
+    "md": md_text,
+    "code": md_code,
+    "fence": md_fence,
+    "url": md_url,
+    "esc": rich_escape,
+    "fit": fit,
+    "sl": slack_text,
+    "slcode": slack_code,
+    "slurl": slack_url,
+}
+
+
+@cache
+def environment(flavour: str) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(resource_dir("templates")),
+        autoescape=flavour == "html",
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        extensions=["jinja2.ext.do"],
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def template(name: str, flavour: str) -> Template:
+    return environment(flavour).get_template(name)
