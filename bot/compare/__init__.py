@@ -22,6 +22,8 @@ from bot.compare.files import (
     size_change,
     sniff_kind,
 )
+from bot.compare.images import compare_image
+from bot.compare.jsondiff import compare_json
 from bot.compare.metrics import compare_metrics
 from bot.compare.model import (
     Comparison,
@@ -34,6 +36,7 @@ from bot.compare.model import (
     TableDiff,
     TextDiff,
 )
+from bot.compare.tables import compare_table
 from bot.compare.text import compare_text
 from bot.compare.verdict import decide
 from bot.manifest import FileEntry, Manifest
@@ -51,6 +54,9 @@ __all__ = [
 
 COMPARERS: dict[FileKind, Callable[[Pair, Rules], Outcome]] = {
     "metrics": compare_metrics,
+    "json": compare_json,
+    "image": compare_image,
+    "table": compare_table,
     "text": compare_text,
     "binary": compare_binary,
 }
@@ -75,6 +81,15 @@ def _missing_metric_files(spec: CompareSection, paths: set[str]) -> list[FilePro
         FileProblem(path=m.file, message=f"tierbot.yaml lists metrics file {m.file}, but neither run made it")
         for m in spec.metrics
         if m.file not in paths
+    ]
+
+
+def _missing_tables(spec: CompareSection, paths: set[str]) -> list[FileProblem]:
+    """A table the spec names but neither run produced: its tolerances would silently check nothing."""
+    return [
+        FileProblem(path=t.file, message=f"tierbot.yaml lists table {t.file}, but neither run made it")
+        for t in spec.tables
+        if t.file not in paths
     ]
 
 
@@ -115,8 +130,9 @@ def compare_outputs(
         images += [outcome.image] if outcome.image else []
         problems += outcome.problems
     problems += _missing_metric_files(spec, set(paths))
+    problems += _missing_tables(spec, set(paths))
     problems.sort(key=lambda p: (p.path, p.message))
-    verdict, reasons = decide(files, metrics, problems)
+    verdict, reasons = decide(files, metrics, problems, tables)
     return Comparison(
         verdict=verdict,
         reasons=reasons,

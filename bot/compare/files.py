@@ -49,6 +49,9 @@ TEXT_EXTENSIONS = frozenset(
     ]
 )
 METRICS_PATTERNS = ("*metrics*.json", "*metrics*.yaml", "*metrics*.yml", "*metrics*.toml")
+JSON_EXTENSIONS = frozenset([".json", ".yaml", ".yml"])  # nested documents that are not metrics files
+IMAGE_EXTENSIONS = frozenset([".png", ".jpg", ".jpeg"])
+TABLE_EXTENSIONS = frozenset([".csv", ".tsv", ".parquet", ".pq", ".jsonl", ".ndjson"])  # before text
 SNIFF_BYTES = 8192
 
 
@@ -160,6 +163,13 @@ def kind_by_name(path: str, listed_metrics: bool) -> FileKind:
     """The kind a file's name promises, without opening it."""
     if listed_metrics or is_metrics_name(path):
         return "metrics"
+    suffix = PurePosixPath(path).suffix.lower()
+    if suffix in TABLE_EXTENSIONS:
+        return "table"
+    if suffix in JSON_EXTENSIONS:
+        return "json"
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
     return "text" if is_text_name(path) else "binary"
 
 

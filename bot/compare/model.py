@@ -130,6 +130,8 @@ class TableDiff(BaseModel):
     added_keys: list[dict[str, str]] = []  # the first N added rows' keys
     removed_keys: list[dict[str, str]] = []
     positional: bool = False  # both sides had the same keys in the same order (fast path)
+    listed: bool = False  # in tierbot.yaml's compare.tables: cells beyond tolerance, rows or columns
+    # added or removed, or a type change fail the comparison
 
 
 class JsonChange(BaseModel):
