@@ -12,7 +12,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.orm import joinedload
 
 from bot.checkout import CodeCache
-from bot.compare import compare_outputs
+from bot.compare import Options, compare_outputs
 from bot.errors import RunNotFound, TierbotError
 from bot.manifest import FileEntry, Manifest
 from bot.outputs import BlobStore
@@ -24,6 +24,7 @@ from bot.store import Comparison, Database, Output, Run, RunState
 from bot.store.deliveries import Deliveries
 from bot.store.models import utcnow
 from bot.store.queue import Queue
+from bot.store.reports import Reports
 from bot.tiers import Tier, load_tiers
 
 
@@ -49,7 +50,10 @@ class Pipeline:
         self.tiers = load_tiers(settings.tiers_file)
         self.code = CodeCache(settings.mirrors_dir, settings.worktrees_dir, settings.git_url_template)
         self.blobs = BlobStore(settings.blobs_dir)
-        self.queue = Queue(self.db, self.tiers, settings.lease_seconds, settings.max_attempts)
+        self.reports = Reports(self.db, settings.lease_seconds)
+        self.queue = Queue(
+            self.db, self.tiers, settings.lease_seconds, settings.max_attempts, on_change=self.reports.touch
+        )
         self.deliveries = Deliveries(self.db, settings.lease_seconds)
 
     # -- submit ---------------------------------------------------------------------------------------
@@ -64,6 +68,7 @@ class Pipeline:
         with self.db.session() as s:
             head = self._new_run(s, request, request.ref, sha, spec, tier, role)
         if not request.base:
+            self.reports.touch([head.id])
             return Submission(head=head)
 
         base_sha = self.code.merge_base(repo, self.code.resolve(repo, request.base), sha)
@@ -82,6 +87,7 @@ class Pipeline:
                 baseline_reused=reused,
             )
             s.add(comparison)
+        self.reports.touch([head.id])
         if base.run_state.terminal:
             self.settle(comparison.id)
         return Submission(head, base, comparison, baseline_reused=reused, baseline_joined=joined)
@@ -125,8 +131,9 @@ class Pipeline:
             cache_key=self._cache_key(request.repository, sha, spec, tier),
             spec=spec.model_dump(mode="json"),
             requested_by=request.requester.model_dump(mode="json"),
-            report_to=request.report_to,
-            subject=request.subject if role != "baseline" else None,  # baselines are shared
+            # Baselines are shared by every branch compared against them: they report through their heads.
+            report_to=request.report_to if role != "baseline" else [],
+            subject=request.subject if role != "baseline" else None,
             state=RunState.queued,
             phase="queued",
         )
@@ -169,10 +176,13 @@ class Pipeline:
             }
         else:
             locate = self.blob_path
-            result = compare_outputs(*manifests, locate, locate, spec.compare)
             report = self.settings.reports_dir / f"comparison-{comparison_id}.html"
+            artifacts = self.settings.reports_dir / f"comparison-{comparison_id}"
+            result = compare_outputs(
+                *manifests, locate, locate, spec.compare, self.compare_options(artifacts)
+            )
             report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(render_html(result, context), encoding="utf-8")
+            report.write_text(render_html(result, context, artifacts), encoding="utf-8")
             fields |= {
                 "state": "done",
                 "verdict": result.verdict,
@@ -186,6 +196,17 @@ class Pipeline:
                 .where(Comparison.id == comparison_id, Comparison.state == "pending")
                 .values(**fields)
             )
+        self.reports.touch([head.id])
+
+    def compare_options(self, artifacts: Path) -> Options:
+        temp = self.settings.data_dir / "tmp"
+        temp.mkdir(parents=True, exist_ok=True)
+        return Options(
+            artifacts=artifacts,
+            temp_dir=temp,
+            memory_limit=self.settings.compare_memory_limit,
+            threads=self.settings.compare_threads,
+        )
 
     def blob_path(self, entry: FileEntry) -> Path:
         return self.blobs.path_of(entry.hash)
@@ -223,6 +244,17 @@ class Pipeline:
             if comparison is None:
                 raise TierbotError(f"There is no comparison {comparison_id}.")
             return comparison
+
+    def comparison_for(self, head_run_id: int) -> Comparison | None:
+        """The comparison a head run belongs to (the newest, should a run have several)."""
+        with self.db.session() as s:
+            found = s.scalars(
+                select(Comparison.id)
+                .where(Comparison.head_run_id == head_run_id)
+                .order_by(Comparison.id.desc())
+                .limit(1)
+            ).first()
+        return self.comparison(found) if found is not None else None
 
     def outputs(self, run_id: int) -> list[Output]:
         with self.db.session() as s:

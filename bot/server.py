@@ -38,7 +38,8 @@ class _RunStates:
 
 
 def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
-    """The application; `workers` threads execute queued work in this process (0: none)."""
+    """The application; `workers` threads execute runs in this process, beside one thread for deliveries
+    and reports (0: no threads at all, when `tierbot worker` processes do all the work)."""
     registry = CollectorRegistry()
     deliveries = Counter(
         "tierbot_webhook_deliveries", "Webhook deliveries by result", ["source", "result"], registry=registry
@@ -49,9 +50,11 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        # One door worker keeps deliveries and reports moving while every run worker is busy.
+        pool = [Worker(pipeline, runs=False)] + [Worker(pipeline) for _ in range(workers)] if workers else []
         threads = [
-            threading.Thread(target=Worker(pipeline).run_forever, args=(stop,), name=f"worker-{n}")
-            for n in range(workers)
+            threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{n}")
+            for n, worker in enumerate(pool)
         ]
         for thread in threads:
             thread.start()

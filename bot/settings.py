@@ -30,11 +30,21 @@ class Settings(BaseSettings):
         description="Webhook secret; several, comma-separated, while rotating. Unset refuses all deliveries.",
     )
     github_run_drafts: bool = Field(False, description="Run draft pull requests too.")
+    github_token: SecretStr | None = Field(None, description="A token (plain token mode).")
+    github_app_id: int | None = Field(None, description="GitHub App id (App mode, with the private key).")
+    github_private_key: SecretStr | None = Field(None, description="The App's private key (PEM).")
+    github_retries: int = Field(3, ge=0, description="Retries of idempotent GitHub calls on 5xx and limits.")
+    github_max_wait_seconds: float = Field(60.0, ge=0, description="Longest wait for a GitHub rate limit.")
     slack_api_url: str = "https://slack.com/api/"
 
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
     max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued runs.")
+
+    compare_memory_limit: str | None = Field(None, description="Cap for table diffs, e.g. 2GB (spills).")
+    compare_threads: int | None = Field(
+        None, ge=1, description="Threads for table diffs; all cores if unset."
+    )
 
     max_output_files: int = Field(10_000, ge=1)
     max_output_bytes: int = Field(5 * 1024**3, ge=1)

@@ -19,6 +19,7 @@ from bot.errors import TierbotError
 from bot.github.router import Event
 from bot.outputs import OutputLimits, collect
 from bot.pipeline import Pipeline
+from bot.retry import retry_after
 from bot.spec import Spec
 from bot.store import Output, Run, RunState
 from bot.store.queue import HOST, LeaseLost
@@ -75,10 +76,20 @@ class RunWatcher:
 
 
 class Worker:
-    def __init__(self, pipeline: Pipeline, only: set[int] | None = None, listener: LogListener | None = None):
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        only: set[int] | None = None,
+        listener: LogListener | None = None,
+        runs: bool = True,
+    ):
+        """`only` restricts the worker to those runs (the CLI's own); `runs=False` makes a door worker
+        that only handles deliveries and reports, so PRs see progress while every run slot is busy."""
         self.pipeline = pipeline
         self.only = only
         self.listener = listener
+        self.runs = runs
+        self._syncers: dict[str, Callable] = {}
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def run_once(self) -> bool:
@@ -87,8 +98,10 @@ class Worker:
         for run in self.pipeline.queue.recover(kill=_kill_orphan):
             if RunState(run.state).terminal:
                 self.pipeline.settle_for(run.id)
-        if self.only is None and self.handle_delivery():
+        if self.only is None and (self.handle_delivery() or self.sync_report()):
             return True
+        if not self.runs:
+            return False
         run = self.pipeline.queue.claim(self.name, self.only)
         if run is None:
             return False
@@ -112,6 +125,30 @@ class Worker:
             outcome, state = f"failed: {type(exc).__name__}: {exc}", "failed"
         self.pipeline.deliveries.finish(delivery.id, state, outcome)
         return True
+
+    def sync_report(self) -> bool:
+        claimed = self.pipeline.reports.claim()
+        if claimed is None:
+            return False
+        report, version = claimed
+        try:
+            memo = self._syncer(report.door)(self.pipeline, report)
+        except Exception as exc:  # GitHub down, rate limited, a bug: retried later, never lost
+            log.warning("report %s (run %s on %s) failed: %s", report.id, report.run_id, report.door, exc)
+            self.pipeline.reports.failed(
+                report.id, f"{type(exc).__name__}: {exc}", report.memo, retry_after=retry_after(exc)
+            )
+            return True
+        self.pipeline.reports.synced(report.id, version, memo)
+        return True
+
+    def _syncer(self, door: str) -> Callable:
+        if door not in self._syncers:
+            # Imported on first use: PyGithub is not needed by workers that never report to GitHub.
+            from bot.github.reporter import GitHubReporter
+
+            self._syncers["github"] = GitHubReporter(self.pipeline.settings).sync
+        return self._syncers[door]
 
     def execute(self, run: Run) -> None:
         settings = self.pipeline.settings

@@ -168,7 +168,14 @@ def test_opened_pull_request_queues_and_completes_a_comparison(bot, simple_repo)
         sha_of(simple_repo, "better"),
     )
     assert head.report_to == [
-        {"github": {"repository": "acme/models", "pull_request": 7, "head_sha": head.sha}}
+        {
+            "github": {
+                "repository": "acme/models",
+                "pull_request": 7,
+                "head_sha": head.sha,
+                "installation": 1001,
+            }
+        }
     ]
     assert head.requested_by["github_login"] == "octocat"
     assert count(bot.pipeline, Run, Run.role == "baseline", Run.state == RunState.succeeded) == 1

@@ -37,7 +37,14 @@ def on_pull_request_update(event: Event, pipeline: Pipeline) -> str:
         base=pr["base"]["ref"],
         requester=Requester(name=login, github_login=login),
         report_to=[
-            {"github": {"repository": repository, "pull_request": pr["number"], "head_sha": head_sha}}
+            {
+                "github": {
+                    "repository": repository,
+                    "pull_request": pr["number"],
+                    "head_sha": head_sha,
+                    "installation": (event.payload.get("installation") or {}).get("id"),
+                }
+            }
         ],
         subject=subject,
     )

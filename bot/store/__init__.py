@@ -1,6 +1,6 @@
 """State: runs (which are also the queue), their outputs, and comparisons, in SQLite or PostgreSQL."""
 
 from bot.store.db import Database
-from bot.store.models import Comparison, Delivery, Output, Run, RunState
+from bot.store.models import Comparison, Delivery, Output, Report, Run, RunState
 
-__all__ = ["Comparison", "Database", "Delivery", "Output", "Run", "RunState"]
+__all__ = ["Comparison", "Database", "Delivery", "Output", "Report", "Run", "RunState"]

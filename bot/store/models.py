@@ -157,3 +157,31 @@ class Delivery(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(Text)  # what the handler did or why it failed, for people
+
+
+class Report(Base):
+    """Where a run's state must be shown (a PR's comment and check run, later a Slack message).
+
+    Doors never post from a handler or a worker's hot path: a state change bumps `version`; a worker
+    syncs the door's view to the run's current state and records `synced_version`. A failed sync is
+    retried later (backoff), and syncs are idempotent (edit in place, find before create), so nothing is
+    lost and nothing is posted twice.
+    """
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("run_id", "door"),
+        Index("ix_reports_due", "synced_version", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    door: Mapped[str] = mapped_column(String(20))  # github
+    target: Mapped[dict] = mapped_column(JSON)  # the door's address: repository, pull request, head sha...
+    memo: Mapped[dict] = mapped_column(JSON, default=dict)  # what the door remembers: check run id, ...
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    synced_version: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)

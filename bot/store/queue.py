@@ -24,8 +24,17 @@ class LeaseLost(Exception):
 
 
 class Queue:
-    def __init__(self, db: Database, tiers: TierSet, lease_seconds: float, max_attempts: int):
+    def __init__(
+        self,
+        db: Database,
+        tiers: TierSet,
+        lease_seconds: float,
+        max_attempts: int,
+        on_change: Callable[[list[int]], None] = lambda ids: None,
+    ):
+        """`on_change` hears which runs changed state or phase (after the change is committed)."""
         self.db = db
+        self.on_change = on_change
         self.tiers = tiers
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
@@ -65,8 +74,11 @@ class Queue:
                 run.attempts += 1
                 run.started_at, run.lease_expires_at = now, now + self.lease
                 run.pgid = None
-                return run
-        return None
+                break
+            else:
+                return None
+        self.on_change([run.id])
+        return run
 
     def heartbeat(self, run_id: int, worker: str) -> bool:
         """Extend the lease; return whether cancellation was requested. Raises LeaseLost."""
@@ -84,6 +96,8 @@ class Queue:
         """Record progress (phase, pgid, last log line) of a run this worker owns."""
         with self.db.session() as s:
             s.execute(update(Run).where(Run.id == run_id, Run.worker == worker).values(**fields))
+        if "phase" in fields:
+            self.on_change([run_id])
 
     def finish(self, run_id: int, worker: str, state: RunState, reason: str, **fields) -> None:
         with self.db.session() as s:
@@ -94,6 +108,7 @@ class Queue:
             )
             if result.rowcount != 1:
                 raise LeaseLost(run_id)
+        self.on_change([run_id])
 
     def cancel(self, run_id: int) -> Run:
         """Cancel a queued run at once; ask the worker of a running run to stop it."""
@@ -107,7 +122,8 @@ class Queue:
                 _end(run, RunState.cancelled, "cancelled before it started")
             else:
                 run.cancel_requested = True
-            return run
+        self.on_change([run_id])
+        return run
 
     def cancel_subject(self, subject: str, keep_sha: str | None = None) -> list[int]:
         """Cancel the unfinished runs for a subject (a PR), except those of `keep_sha`; their ids."""
@@ -125,7 +141,9 @@ class Queue:
                     )
                 else:
                     run.cancel_requested = True
-            return [run.id for run in runs]
+            ids = [run.id for run in runs]
+        self.on_change(ids)
+        return ids
 
     def recover(self, kill: Callable[[Run], None]) -> list[Run]:
         """Requeue or fail the runs whose worker stopped heartbeating. `kill` ends orphaned processes."""
@@ -143,7 +161,9 @@ class Queue:
                 else:
                     run.state, run.phase, run.reason = RunState.queued, "queued", f"requeued: {lost}"
                     run.worker = run.lease_expires_at = run.pgid = None
-            return stale
+        if stale:
+            self.on_change([run.id for run in stale])
+        return stale
 
 
 def _end(run: Run, state: RunState, reason: str) -> None:

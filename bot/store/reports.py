@@ -1,0 +1,77 @@
+"""The report outbox: which runs' views (PR comment and check run, ...) are behind their state.
+
+`touch` is called after every state change a user should see; workers `claim` a due report, sync the
+door's view, and mark the version they synced. A newer touch during a sync leaves the report due again.
+"""
+
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from bot.store.db import Database
+from bot.store.models import Report, Run, utcnow
+
+MAX_BACKOFF_SECONDS = 300
+
+
+class Reports:
+    def __init__(self, db: Database, lease_seconds: float):
+        self.db = db
+        self.lease = timedelta(seconds=lease_seconds)
+
+    def touch(self, run_ids: list[int] | set[int]) -> None:
+        """The runs changed: every door that shows them is due for a sync."""
+        with self.db.session() as s:
+            for run in s.scalars(select(Run).where(Run.id.in_(list(run_ids)))):
+                for target in run.report_to:
+                    for door, address in target.items():
+                        self._bump(s, run.id, door, address)
+
+    @staticmethod
+    def _bump(s, run_id: int, door: str, address: dict) -> None:
+        report = s.scalars(select(Report).where(Report.run_id == run_id, Report.door == door)).first()
+        if report is None:
+            s.add(Report(run_id=run_id, door=door, target=address, memo={}))
+        else:
+            report.version += 1
+            report.next_attempt_at = min(report.next_attempt_at, utcnow())
+
+    def claim(self) -> tuple[Report, int] | None:
+        """A report that is behind and not being synced; with the version this sync brings it to."""
+        now = utcnow()
+        with self.db.exclusive() as s:
+            report = s.scalars(
+                select(Report)
+                .where(
+                    Report.synced_version < Report.version,
+                    Report.next_attempt_at <= now,
+                    or_(Report.lease_expires_at.is_(None), Report.lease_expires_at < now),
+                )
+                .order_by(Report.next_attempt_at, Report.id)
+                .limit(1)
+            ).first()
+            if report is None:
+                return None
+            report.lease_expires_at = now + self.lease
+            return report, report.version
+
+    def synced(self, report_id: int, version: int, memo: dict) -> None:
+        with self.db.session() as s:
+            s.execute(
+                update(Report)
+                .where(Report.id == report_id)
+                .values(synced_version=version, memo=memo, attempts=0, error=None, lease_expires_at=None)
+            )
+
+    def failed(self, report_id: int, error: str, memo: dict, retry_after: float | None = None) -> None:
+        """Retry later, backing off up to five minutes (or as the door asked); due until a sync succeeds."""
+        with self.db.session() as s:
+            report = s.get(Report, report_id)
+            report.attempts += 1
+            delay = max(min(2**report.attempts, MAX_BACKOFF_SECONDS), retry_after or 0)
+            report.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            report.error, report.memo, report.lease_expires_at = error[:4000], memo, None
+
+    def of_run(self, run_id: int) -> list[Report]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Report).where(Report.run_id == run_id)))

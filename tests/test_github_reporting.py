@@ -1,0 +1,181 @@
+"""The GitHub door's outbound side: PyGithub against a fake GitHub over HTTP (App mode unless said),
+fed by really signed deliveries to a running `create_app`."""
+
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from bot.github.views import described_sha
+from bot.pipeline import Pipeline
+from bot.store import RunState
+from bot.worker import Worker
+
+from .conftest import GitRepo
+from .fakegithub import FakeGitHub
+from .test_github_webhook import SECRET, Bot, hosted, pull_request, sha_of  # noqa: F401  (hosted: fixture)
+
+REPO = "acme/models"
+INSTALLATION = 1001  # what `pull_request()` payloads carry
+
+
+@pytest.fixture
+def fake():
+    with FakeGitHub() as running:
+        running.add_repo(REPO, installation_id=INSTALLATION)
+        yield running
+        assert running.errors == []
+
+
+def make_bot(settings, tmp_path: Path, fake: FakeGitHub, app: bool = True) -> Bot:
+    credentials = (
+        {"github_app_id": fake.app_id, "github_private_key": SecretStr(fake.app_private_key_pem)}
+        if app
+        else {"github_token": SecretStr(fake.token)}
+    )
+    settings = settings.model_copy(
+        update={
+            "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
+            "github_webhook_secret": SecretStr(SECRET),
+            "github_api_url": fake.url,
+            "github_retries": 0,
+            **credentials,
+        }
+    )
+    return Bot(Pipeline(settings))
+
+
+@pytest.fixture
+def bot(settings, hosted, tmp_path, fake):  # noqa: F811
+    running = make_bot(settings, tmp_path, fake)
+    yield running
+    running.stop()
+
+
+def open_pull(fake: FakeGitHub, repo: GitRepo, branch: str = "better", number: int = 7) -> None:
+    fake.add_pull(REPO, number, head_sha=sha_of(repo, branch), head_ref=branch, base_ref="main")
+
+
+def settle(bot: Bot, timeout: float = 30) -> None:
+    """Work until nothing is queued and every report is synced (waiting out retry backoffs)."""
+    worker = Worker(bot.pipeline)
+    deadline = time.monotonic() + timeout
+    while True:
+        while worker.run_once():
+            pass
+        pending = [
+            r
+            for run in bot.pipeline.recent_runs(100)
+            for r in bot.pipeline.reports.of_run(run.id)
+            if r.synced_version < r.version
+        ]
+        if not pending:
+            return
+        assert time.monotonic() < deadline, [r.error for r in pending]
+        time.sleep(0.2)
+
+
+def test_open_gives_one_sticky_comment_and_a_completed_check_run(bot, fake, simple_repo):
+    open_pull(fake, simple_repo)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"), delivery="d1")
+    settle(bot)
+    (comment,) = fake.comments_on(REPO, 7)
+    assert comment.user.login == "tierbot[bot]"
+    assert "<!-- tierbot:sticky experiment=simple tier=local -->" in comment.body
+    assert described_sha(comment.body) == sha_of(simple_repo, "better")
+    assert "CHANGED" in comment.body and "accuracy" in comment.body
+    (check,) = fake.checks_for(REPO, sha_of(simple_repo, "better"))
+    statuses = [h["status"] for h in check.history]
+    assert statuses[0] == "queued" and "in_progress" in statuses and statuses[-1] == "completed"
+    assert check.conclusion == "neutral" and check.name == "tierbot: simple (local)"
+    assert check.output["title"].startswith("CHANGED")
+    assert [a["identifier"] for a in check.actions] == ["rerun"]
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"), delivery="d1")  # redelivery
+    settle(bot)
+    assert len(fake.comments_on(REPO, 7)) == 1 and len(fake.checks_for(REPO, check.head_sha)) == 1
+
+
+def test_failing_verdict_fails_the_check(bot, fake, simple_repo):
+    open_pull(fake, simple_repo, branch="worse")
+    bot.deliver("pull_request", pull_request(simple_repo, "opened", branch="worse"))
+    settle(bot)
+    (check,) = fake.checks_for(REPO, sha_of(simple_repo, "worse"))
+    assert check.conclusion == "failure" and "accuracy" in check.output["summary"]
+
+
+def test_push_edits_the_same_comment_and_cancels_the_old_check(bot, fake, simple_repo):
+    open_pull(fake, simple_repo)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    worker = Worker(bot.pipeline, runs=False)
+    while worker.run_once():  # the delivery and the "queued" report, no run yet
+        pass
+    old_sha = sha_of(simple_repo, "better")
+    assert [c.status for c in fake.checks_for(REPO, old_sha)] == ["queued"]
+    simple_repo.git("checkout", "-q", "better")
+    simple_repo.commit({"accuracy.txt": "0.97"}, "tune")
+    simple_repo.git("push", "-q", bot.pipeline.settings.git_url_template.format(full_name=REPO), "better")
+    fake.push(REPO, 7, sha_of(simple_repo, "better"))
+    bot.deliver("pull_request", pull_request(simple_repo, "synchronize"))
+    settle(bot)
+    (old,) = fake.checks_for(REPO, old_sha)
+    assert (old.status, old.conclusion) == ("completed", "cancelled")
+    (comment,) = fake.comments_on(REPO, 7)
+    assert comment.edits, "edited in place, not posted again"
+    assert described_sha(comment.body) == sha_of(simple_repo, "better")
+    assert "0.97" in comment.body
+
+
+def test_a_502_that_hid_a_success_does_not_post_twice(bot, fake, simple_repo):
+    open_pull(fake, simple_repo)
+    fake.fail_next("POST", f"/repos/{REPO}/issues/7/comments", status=502, applied=True)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    settle(bot)
+    assert [c.status for c in fake.calls("POST", f"/repos/{REPO}/issues/7/comments")] == [502]
+    (comment,) = fake.comments_on(REPO, 7)
+    assert "CHANGED" in comment.body  # found by its marker and edited when the retry came
+
+
+def test_rate_limit_is_waited_out_and_nothing_is_lost(bot, fake, simple_repo):
+    open_pull(fake, simple_repo)
+    fake.rate_limit_next("POST", f"/repos/{REPO}/check-runs", kind="secondary", retry_after=1)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    settle(bot)
+    (check,) = fake.checks_for(REPO, sha_of(simple_repo, "better"))
+    assert check.status == "completed"
+    assert [c.status for c in fake.calls("POST", f"/repos/{REPO}/check-runs")] == [403, 201]
+
+
+def test_results_are_not_posted_for_a_commit_that_is_no_longer_the_head(bot, fake, simple_repo):
+    open_pull(fake, simple_repo)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    fake.push(REPO, 7, "f" * 40)  # someone pushed; that delivery has not arrived yet
+    settle(bot)
+    assert fake.comments_on(REPO, 7) == []
+    (check,) = fake.checks_for(REPO, sha_of(simple_repo, "better"))
+    assert check.status == "completed"  # the check belongs to its own commit
+
+
+def test_a_run_whose_worker_died_is_finalized(bot, fake, simple_repo):
+    open_pull(fake, simple_repo)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    Worker(bot.pipeline, runs=False).run_once()  # the delivery: runs queued
+    dead = bot.pipeline.queue.claim("dead-worker")
+    assert dead is not None and dead.state == RunState.running
+    time.sleep(bot.pipeline.settings.lease_seconds + 0.5)
+    settle(bot)
+    assert bot.pipeline.run(dead.id).state == RunState.succeeded
+    assert all(c.status == "completed" for c in fake.checks_for(REPO, dead.sha))
+
+
+def test_token_mode_posts_the_comment_without_check_runs(settings, hosted, tmp_path, fake, simple_repo):  # noqa: F811
+    running = make_bot(settings, tmp_path, fake, app=False)
+    try:
+        open_pull(fake, simple_repo)
+        running.deliver("pull_request", pull_request(simple_repo, "opened"))
+        settle(running)
+        (comment,) = fake.comments_on(REPO, 7)
+        assert comment.user.login == fake.token_login and "CHANGED" in comment.body
+        assert fake.calls("*", f"/repos/{REPO}/check-runs*") == []
+    finally:
+        running.stop()
