@@ -77,6 +77,33 @@ class GitRepo:
         return str(self.path)
 
 
+def write_tree(root: Path, files: dict[str, str | bytes]) -> None:
+    """Files (text or bytes) by relative path under root."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        target = root / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def compare_trees(tmp_path: Path, base: dict, head: dict, spec: dict | None = None, options=None):
+    """Write main's and the branch's outputs under tmp_path and compare them with the real engine."""
+    from bot.compare import compare_outputs
+    from bot.outputs import manifest_of
+    from bot.spec import CompareSection
+
+    write_tree(tmp_path / "base", base)
+    write_tree(tmp_path / "head", head)
+    return compare_outputs(
+        manifest_of(tmp_path / "base"),
+        manifest_of(tmp_path / "head"),
+        lambda entry: tmp_path / "base" / entry.path,
+        lambda entry: tmp_path / "head" / entry.path,
+        CompareSection.model_validate(spec or {}),
+        options,
+    )
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(

@@ -8,42 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-import xxhash
 
 from bot.compare import Comparison, compare_outputs
 from bot.compare.text import MAX_DIFF_LINES, mask
-from bot.manifest import FileEntry, Manifest
+from bot.manifest import FileEntry
+from bot.outputs import manifest_of
 from bot.spec import CompareSection
 
-
-def manifest_of(root: Path) -> Manifest:
-    """Every file under root by POSIX relative path, hashed like the blob store hashes it."""
-    files = {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        data = path.read_bytes()
-        rel = path.relative_to(root).as_posix()
-        files[rel] = FileEntry(path=rel, size=len(data), hash=xxhash.xxh3_128_hexdigest(data))
-    return Manifest(files=files)
-
-
-def write(root: Path, files: dict[str, str | bytes]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content if isinstance(content, bytes) else content.encode())
-
-
-def compare(tmp_path: Path, base: dict, head: dict, spec: dict | None = None) -> Comparison:
-    write(tmp_path / "base", base)
-    write(tmp_path / "head", head)
-    return compare_outputs(
-        manifest_of(tmp_path / "base"),
-        manifest_of(tmp_path / "head"),
-        lambda entry: tmp_path / "base" / entry.path,
-        lambda entry: tmp_path / "head" / entry.path,
-        CompareSection.model_validate(spec or {}),
-    )
+from .conftest import compare_trees as compare
+from .conftest import write_tree as write
 
 
 def metric(comparison: Comparison, name: str, file: str = "metrics.json"):

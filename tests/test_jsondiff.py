@@ -5,39 +5,16 @@ Real files in real directories, read through the manifests `tierbot diff` builds
 
 import json
 import time
-from pathlib import Path
 
 import pytest
 
-from bot.compare import Comparison, Options, compare_outputs
+from bot.compare import Comparison, Options
 from bot.compare.jsondiff import MAX_VALUE_CHARS, compact
 from bot.compare.model import JsonChange, JsonDiff
 from bot.errors import SpecInvalid
-from bot.outputs import manifest_of
-from bot.spec import CompareSection, parse_spec, spec_schema
+from bot.spec import parse_spec, spec_schema
 
-
-def write(root: Path, files: dict[str, str | bytes]) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content if isinstance(content, bytes) else content.encode())
-
-
-def compare(
-    tmp_path: Path, base: dict, head: dict, spec: dict | None = None, options: Options | None = None
-) -> Comparison:
-    write(tmp_path / "base", base)
-    write(tmp_path / "head", head)
-    return compare_outputs(
-        manifest_of(tmp_path / "base"),
-        manifest_of(tmp_path / "head"),
-        lambda entry: tmp_path / "base" / entry.path,
-        lambda entry: tmp_path / "head" / entry.path,
-        CompareSection.model_validate(spec or {}),
-        options,
-    )
+from .conftest import compare_trees as compare
 
 
 def dump(document: object) -> str:
