@@ -103,7 +103,9 @@ def counts(con: duckdb.DuckDBPyConnection, values: list[ValueColumn]) -> Counts:
             finite, largest, total, p99 = next(rest), next(rest), next(rest), next(rest)
             if finite:
                 column.max_abs_delta = _number(largest)
-                column.mean_delta = _number(total / finite)
+                mean = total / finite
+                # Deltas that cancel out leave float residue (1e-18) that reads as a change; it is zero.
+                column.mean_delta = _number(0.0 if abs(mean) <= 1e-12 * largest else mean)
                 column.p99_abs_delta = _number(p99)
         if column.changed:
             columns.append(column)
