@@ -4,11 +4,13 @@
 workers execute runs (`bot.worker`), and `settle` compares once both sides have ended.
 """
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 from sqlalchemy import case, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from bot.checkout import CodeCache
@@ -20,12 +22,12 @@ from bot.report import ReportContext, render_html
 from bot.request import RunRequest
 from bot.settings import Settings
 from bot.spec import SPEC_FILE, Spec, parse_spec
-from bot.store import Comparison, Database, Output, Run, RunState
+from bot.store import Approval, Comparison, Database, Output, Run, RunState
 from bot.store.deliveries import Deliveries
 from bot.store.models import utcnow
 from bot.store.queue import Queue
 from bot.store.reports import Reports
-from bot.tiers import Tier, load_tiers
+from bot.tiers import Requester, Tier, load_tiers
 
 
 @dataclass
@@ -65,8 +67,9 @@ class Pipeline:
         spec = self._spec_at(repo, sha, request.ref)
         tier = self.tiers.choose(request.tier or spec.tier, request.requester, spec.tiers)
         role = "head" if request.base else "run"
+        waiting = not request.trusted and not self.approved(request.subject, sha)
         with self.db.session() as s:
-            head = self._new_run(s, request, request.ref, sha, spec, tier, role)
+            head = self._new_run(s, request, request.ref, sha, spec, tier, role, waiting)
         if not request.base:
             self.reports.touch([head.id])
             return Submission(head=head)
@@ -119,7 +122,9 @@ class Pipeline:
         )
         return s.scalars(query.limit(1)).first()
 
-    def _new_run(self, s, request: RunRequest, ref: str, sha: str, spec: Spec, tier: Tier, role: str) -> Run:
+    def _new_run(
+        self, s, request: RunRequest, ref: str, sha: str, spec: Spec, tier: Tier, role: str, waiting=False
+    ) -> Run:
         run = Run(
             repository=request.repository,
             ref=ref,
@@ -134,12 +139,49 @@ class Pipeline:
             # Baselines are shared by every branch compared against them: they report through their heads.
             report_to=request.report_to if role != "baseline" else [],
             subject=request.subject if role != "baseline" else None,
-            state=RunState.queued,
-            phase="queued",
+            trusted=request.trusted or role == "baseline",  # a baseline is the base branch's own code
+            state=RunState.waiting if waiting else RunState.queued,
+            phase="waiting for approval" if waiting else "queued",
         )
         s.add(run)
         s.flush()
         return run
+
+    def rerun(self, run_id: int, requester: Requester, tier: str | None = None) -> Submission:
+        """The same request again (its commit, base, doors and subject), optionally on another tier."""
+        run = self.run(run_id)
+        comparison = self.comparison_for(run_id)
+        request = RunRequest(
+            repository=run.repository,
+            ref=run.sha,
+            tier=tier or run.tier,
+            base=comparison.base_run.ref if comparison is not None else None,
+            requester=requester,
+            report_to=run.report_to,
+            subject=run.subject,
+            trusted=run.trusted,
+        )
+        return self.submit(request)
+
+    # -- approvals (untrusted code) -------------------------------------------------------------------
+
+    def approved(self, subject: str | None, sha: str) -> bool:
+        with self.db.session() as s:
+            found = select(Approval.id).where(Approval.subject == subject, Approval.sha == sha)
+            return s.scalars(found).first() is not None
+
+    def has_run(self, subject: str, sha: str) -> bool:
+        with self.db.session() as s:
+            found = select(Run.id).where(Run.subject == subject, Run.sha == sha)
+            return s.scalars(found.limit(1)).first() is not None
+
+    def approve(self, subject: str, sha: str, by: str) -> list[int]:
+        """Let this commit of the subject run (now and on reruns); queues its waiting runs, their ids."""
+        if not self.approved(subject, sha):
+            # IntegrityError: approved at the same moment elsewhere
+            with contextlib.suppress(IntegrityError), self.db.session() as s:
+                s.add(Approval(subject=subject, sha=sha, approved_by=by))
+        return self.queue.release(subject, sha)
 
     # -- settle ---------------------------------------------------------------------------------------
 

@@ -17,3 +17,7 @@ class RunRequest(BaseModel):
     requester: Requester = Field(default_factory=Requester)
     report_to: list[dict] = Field(default_factory=list, description="Where doors want the result posted.")
     subject: str | None = Field(None, description="What the run is for (a PR); newer requests supersede it.")
+    trusted: bool = Field(
+        True,
+        description="False for a fork's code: it waits for an approval of its commit, runs without secrets.",
+    )

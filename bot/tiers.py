@@ -26,7 +26,17 @@ class Requester(BaseModel):
     slack_user: str | None = None
     slack_groups: tuple[str, ...] = ()
     github_login: str | None = None
-    github_teams: tuple[str, ...] = ()
+    github_teams: tuple[str, ...] = ()  # "org/slug", those the tiers name that this user is in
+    github_role: str | None = None  # on the repository: read | triage | write | maintain | admin
+
+
+# GitHub's repository roles, weakest first.
+GITHUB_ROLES = ("read", "triage", "write", "maintain", "admin")
+GitHubRole = Literal["read", "triage", "write", "maintain", "admin"]
+
+
+def role_at_least(role: str | None, minimum: str) -> bool:
+    return role in GITHUB_ROLES and GITHUB_ROLES.index(role) >= GITHUB_ROLES.index(minimum)
 
 
 class Access(BaseModel):
@@ -37,11 +47,20 @@ class Access(BaseModel):
     slack_users: list[str] = Field(default_factory=list)
     slack_groups: list[str] = Field(default_factory=list)
     github_users: list[str] = Field(default_factory=list)
-    github_teams: list[str] = Field(default_factory=list)
+    github_teams: list[str] = Field(default_factory=list, description='"org/slug" of GitHub teams.')
+    github_role: GitHubRole | None = Field(
+        None, description="Collaborators with at least this role on the repository may use it."
+    )
 
     @property
     def restricted(self) -> bool:
-        return bool(self.slack_users or self.slack_groups or self.github_users or self.github_teams)
+        return bool(
+            self.slack_users
+            or self.slack_groups
+            or self.github_users
+            or self.github_teams
+            or self.github_role
+        )
 
     def allows(self, who: Requester) -> bool:
         if not self.restricted:
@@ -51,11 +70,14 @@ class Access(BaseModel):
             or set(who.slack_groups) & set(self.slack_groups)
             or (who.github_login and who.github_login in self.github_users)
             or set(who.github_teams) & set(self.github_teams)
+            or (self.github_role and role_at_least(who.github_role, self.github_role))
         )
 
     def describe(self) -> str:
         parts = [f"@{u}" for u in self.slack_users + self.github_users]
         parts += [f"group {g}" for g in self.slack_groups] + [f"team {t}" for t in self.github_teams]
+        if self.github_role:
+            parts.append(f"collaborators with the {self.github_role} role or above")
         return ", ".join(parts) if parts else "everyone"
 
 
@@ -127,6 +149,10 @@ class TierSet(BaseModel):
     def names(self) -> list[str]:
         return [t.name for t in self.tiers]
 
+    def github_teams(self) -> set[str]:
+        """Every team any tier names: whose membership a GitHub requester is checked for."""
+        return {team for tier in self.tiers for team in tier.access.github_teams}
+
     def usable_by(self, who: Requester) -> list[Tier]:
         return [t for t in self.tiers if t.access.allows(who)]
 
@@ -134,15 +160,23 @@ class TierSet(BaseModel):
         for tier in self.tiers:
             if tier.name == name:
                 return tier
+        raise TierUnknown(
+            f"There is no tier {name!r}.{self.did_you_mean(name)} Tiers: {', '.join(self.names())}."
+        )
+
+    def did_you_mean(self, name: str) -> str:
         close = difflib.get_close_matches(name, self.names(), n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(close)}?" if close else ""
-        raise TierUnknown(f"There is no tier {name!r}.{hint} Tiers: {', '.join(self.names())}.")
+        return f" Did you mean {' or '.join(close)}?" if close else ""
 
     def choose(self, name: str | None, who: Requester, allowed: list[str] | None = None) -> Tier:
         """The tier to run on: the one asked for (or the default), checked against access and the spec."""
+        usable = ", ".join(t.name for t in self.usable_by(who)) or "none"
+        if name and name not in self.names():
+            raise TierUnknown(
+                f"There is no tier {name!r}.{self.did_you_mean(name)} Tiers you may use: {usable}."
+            )
         tier = self.get(name) if name else self.default
         if not tier.access.allows(who):
-            usable = ", ".join(t.name for t in self.usable_by(who)) or "none"
             raise TierForbidden(
                 f"Tier {tier.name!r} is restricted to {tier.access.describe()}. Tiers you may use: {usable}."
             )

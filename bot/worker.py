@@ -16,7 +16,7 @@ from bot import github
 from bot.backends import Job, backend_for
 from bot.backends.local import kill_process_group
 from bot.errors import TierbotError
-from bot.github.router import Event
+from bot.github.router import Door, Event
 from bot.outputs import OutputLimits, collect
 from bot.pipeline import Pipeline
 from bot.retry import retry_after
@@ -90,6 +90,7 @@ class Worker:
         self.listener = listener
         self.runs = runs
         self._syncers: dict[str, Callable] = {}
+        self._github = None  # GitHubApi, made on first use: PyGithub loads only where GitHub is used
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def run_once(self) -> bool:
@@ -119,7 +120,7 @@ class Worker:
             return False
         event = Event(name=delivery.event, delivery=delivery.id, payload=delivery.payload)
         try:
-            outcome, state = github.dispatch(event, self.pipeline), "done"
+            outcome, state = github.dispatch(event, Door(self.pipeline, self._github_api())), "done"
         except Exception as exc:  # a malformed payload or a bug: recorded on the delivery, the worker lives
             log.exception("delivery %s failed", delivery.id)
             outcome, state = f"failed: {type(exc).__name__}: {exc}", "failed"
@@ -142,12 +143,20 @@ class Worker:
         self.pipeline.reports.synced(report.id, version, memo)
         return True
 
+    def _github_api(self):
+        if self._github is None:
+            from bot.github.client import GitHubApi
+
+            self._github = GitHubApi(self.pipeline.settings)
+        return self._github
+
     def _syncer(self, door: str) -> Callable:
-        if door not in self._syncers:
-            # Imported on first use: PyGithub is not needed by workers that never report to GitHub.
+        if not self._syncers:
+            from bot.github.replies import GitHubReplies
             from bot.github.reporter import GitHubReporter
 
-            self._syncers["github"] = GitHubReporter(self.pipeline.settings).sync
+            api = self._github_api()
+            self._syncers = {"github": GitHubReporter(api).sync, "github_reply": GitHubReplies(api).sync}
         return self._syncers[door]
 
     def execute(self, run: Run) -> None:
@@ -171,6 +180,7 @@ class Worker:
                 env={"TIERBOT_RUN_ID": str(run.id), "TIERBOT_TIER": tier.name},
                 log_path=log_path,
                 max_log_bytes=settings.max_log_bytes,
+                trusted=run.trusted,
             )
             outcome = backend_for(tier, settings).run(job, watcher)
             state, reason = RunState(outcome.state), outcome.reason

@@ -222,13 +222,19 @@ def test_push_cancels_the_superseded_run_and_close_cancels_the_rest(bot, simple_
     assert bot.pipeline.run(latest.id).state == RunState.cancelled
 
 
-def test_drafts_and_forks_run_nothing(bot, simple_repo):
+def test_drafts_run_nothing_and_forks_wait_for_approval(bot, simple_repo):
     bot.deliver("pull_request", pull_request(simple_repo, "opened", draft=True), delivery="draft")
-    bot.deliver("pull_request", pull_request(simple_repo, "opened", fork=True, number=8), delivery="fork")
+    assert bot.pipeline.deliveries.get("draft") is not None
     bot.drain()
     assert count(bot.pipeline, Run) == 0
     assert "draft" in bot.pipeline.deliveries.get("draft").outcome
-    assert "fork" in bot.pipeline.deliveries.get("fork").outcome
+    bot.deliver("pull_request", pull_request(simple_repo, "opened", fork=True, number=8), delivery="fork")
+    bot.drain()
+    assert "waiting for approval" in bot.pipeline.deliveries.get("fork").outcome
+    (head,) = [r for r in bot.pipeline.recent_runs() if r.role == "head"]
+    assert (head.state, head.trusted, head.started_at) == (RunState.waiting, False, None)
+    (base,) = [r for r in bot.pipeline.recent_runs() if r.role == "baseline"]
+    assert (base.state, base.trusted) == (RunState.succeeded, True)  # main's own code needs no approval
 
 
 def test_bad_signatures_are_refused_without_side_effects(bot, simple_repo):

@@ -26,6 +26,7 @@ class Job:
     env: dict[str, str]  # extra variables, e.g. TIERBOT_RUN_ID
     log_path: Path  # written afresh by each attempt: environment build output, then the command's
     max_log_bytes: int
+    trusted: bool = True  # False: a fork's code, which gets none of the worker's environment (secrets)
 
 
 @dataclass

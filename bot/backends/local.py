@@ -7,6 +7,7 @@ tiers are for trusted code on the bot's own machine.
 
 import os
 import signal
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -34,7 +35,7 @@ class LocalBackend:
 
     def run(self, job: Job, watcher: Watcher) -> Outcome:
         with LogSink(job.log_path, job.max_log_bytes, watcher.log) as sink:
-            env = _inherited_env()
+            env = _inherited_env(job.trusted)
             if job.requirements is not None:
                 watcher.phase("building")
                 build = partial(self._run, cwd=job.workdir, sink=sink, watcher=watcher, memory_bytes=None)
@@ -82,9 +83,18 @@ class LocalBackend:
         )
 
 
-def _inherited_env() -> dict[str, str]:
-    """The worker's environment minus tierbot's own settings, which may hold tokens and keys."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
+# All an untrusted command gets from the worker: nothing that could hold a credential.
+_UNTRUSTED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def _inherited_env(trusted: bool) -> dict[str, str]:
+    """The worker's environment minus tierbot's own settings, which may hold tokens and keys; for
+    untrusted code (a fork's) only an allowlist, since any variable (AWS_*, CI tokens) may be a secret."""
+    if trusted:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
+    else:
+        env = {k: os.environ[k] for k in _UNTRUSTED_ENV if k in os.environ}
+        env["HOME"] = tempfile.gettempdir()  # not the worker's home, with its dotfiles and credentials
     env.setdefault("PYTHONUNBUFFERED", "1")  # through a pipe Python buffers; live progress wants lines
     return env
 

@@ -1,20 +1,21 @@
-"""The GitHub door: verified webhooks in, RunRequests out (reporting back arrives in a later slice).
+"""The GitHub door: verified webhooks in, RunRequests out; reporting back through the outbox
+(`reporter`, `replies`).
 
 The routers of each feature module are composed here, in one place.
 """
 
-from bot.github import pull_requests
-from bot.github.router import Event, Router
+from bot.github import checks, comments, pull_requests
+from bot.github.router import Door, Event, Router
 
-ROUTERS: list[Router] = [pull_requests.router]
+ROUTERS: list[Router] = [pull_requests.router, comments.router, checks.router]
 
 
 def handles(event: str, action: str | None) -> bool:
     return any(router.handles(event, action) for router in ROUTERS)
 
 
-def dispatch(event: Event, *context: object) -> str:
+def dispatch(event: Event, door: Door) -> str:
     outcomes = [
-        router.dispatch(event, *context) for router in ROUTERS if router.handles(event.name, event.action)
+        router.dispatch(event, door) for router in ROUTERS if router.handles(event.name, event.action)
     ]
     return "; ".join(outcomes)

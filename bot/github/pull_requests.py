@@ -1,62 +1,101 @@
-"""Pull requests: every update runs the head commit against main's merge base; closing cancels.
+"""Pull requests: every update runs the head commit against its base's merge base; closing cancels.
 
-Handlers run in a worker with a recorded delivery, never in the webhook's HTTP request.
+A fork's code is untrusted: its run waits until someone with write access approves that commit
+(`/run approve`), and it runs without the worker's secrets. Handlers run in a worker with a recorded
+delivery, never in the webhook's HTTP request.
 """
 
+from dataclasses import dataclass
+
 from bot.errors import TierbotError
-from bot.github.router import Event, Router
-from bot.pipeline import Pipeline
+from bot.github.router import Door, Event, Router
 from bot.request import RunRequest
+from bot.store import RunState
 from bot.tiers import Requester
 
 router = Router()
 UPDATES = ("opened", "reopened", "synchronize", "ready_for_review")
 
 
-def subject_of(event: Event) -> str:
-    """The PR a run is for; a newer run for the same PR supersedes older ones."""
-    return f"github:{event.payload['repository']['full_name']}#{event.payload['pull_request']['number']}"
+@dataclass(frozen=True)
+class PullInfo:
+    """What tierbot needs of a pull request, from a webhook payload or from the API."""
+
+    repository: str
+    number: int
+    head_sha: str
+    base_ref: str
+    author: str
+    fork: bool
+    open: bool
+    draft: bool
+
+    @classmethod
+    def from_payload(cls, repository: str, pr: dict) -> "PullInfo":
+        head_repo = (pr["head"].get("repo") or {}).get("full_name")  # None: the fork was deleted
+        return cls(
+            repository=repository,
+            number=pr["number"],
+            head_sha=pr["head"]["sha"],
+            base_ref=pr["base"]["ref"],
+            author=pr["user"]["login"],
+            fork=head_repo != repository,
+            open=pr.get("state", "open") == "open",
+            draft=bool(pr.get("draft")),
+        )
+
+    @classmethod
+    def from_api(cls, repository: str, pull) -> "PullInfo":
+        """From a PyGithub PullRequest."""
+        return cls.from_payload(repository, pull.raw_data)
+
+    @property
+    def subject(self) -> str:
+        """What a run is for; a newer run for the same PR supersedes older ones."""
+        return f"github:{self.repository}#{self.number}"
+
+    def request(self, installation: int | None, requester: Requester, tier: str | None = None) -> RunRequest:
+        """Run the head against the base's merge base, reporting to this PR."""
+        target = {
+            "repository": self.repository,
+            "pull_request": self.number,
+            "head_sha": self.head_sha,
+            "installation": installation,
+        }
+        return RunRequest(
+            repository=self.repository,
+            ref=self.head_sha,
+            base=self.base_ref,
+            tier=tier,
+            requester=requester,
+            report_to=[{"github": target}],
+            subject=self.subject,
+            trusted=not self.fork,
+        )
+
+
+def installation_of(event: Event) -> int | None:
+    return (event.payload.get("installation") or {}).get("id")
 
 
 @router.register("pull_request", actions=UPDATES)
-def on_pull_request_update(event: Event, pipeline: Pipeline) -> str:
-    pr = event.payload["pull_request"]
-    repository = event.payload["repository"]["full_name"]
-    head_sha = pr["head"]["sha"]
-    if pr.get("draft") and not pipeline.settings.github_run_drafts:
-        return f"skipped: #{pr['number']} is a draft (TIERBOT_GITHUB_RUN_DRAFTS runs drafts too)"
-    if (pr["head"].get("repo") or {}).get("full_name") != repository:
-        # Untrusted code: nothing runs until a maintainer approves this exact commit (next slice).
-        return f"waiting for approval: #{pr['number']} comes from a fork"
-    subject = subject_of(event)
-    superseded = pipeline.queue.cancel_subject(subject, keep_sha=head_sha)
-    login = pr["user"]["login"]
-    request = RunRequest(
-        repository=repository,
-        ref=head_sha,
-        base=pr["base"]["ref"],
-        requester=Requester(name=login, github_login=login),
-        report_to=[
-            {
-                "github": {
-                    "repository": repository,
-                    "pull_request": pr["number"],
-                    "head_sha": head_sha,
-                    "installation": (event.payload.get("installation") or {}).get("id"),
-                }
-            }
-        ],
-        subject=subject,
-    )
+def on_pull_request_update(event: Event, door: Door) -> str:
+    pull = PullInfo.from_payload(event.payload["repository"]["full_name"], event.payload["pull_request"])
+    if pull.draft and not door.pipeline.settings.github_run_drafts:
+        return f"skipped: #{pull.number} is a draft (TIERBOT_GITHUB_RUN_DRAFTS runs drafts too)"
+    superseded = door.pipeline.queue.cancel_subject(pull.subject, keep_sha=pull.head_sha)
+    requester = Requester(name=pull.author, github_login=pull.author)
     try:
-        submission = pipeline.submit(request)
+        submission = door.pipeline.submit(pull.request(installation_of(event), requester))
     except TierbotError as exc:
         return f"not run: {exc}"
     cancelled = f"; cancelled superseded runs {superseded}" if superseded else ""
-    return f"queued run {submission.head.id} for #{pr['number']} @ {head_sha[:7]}{cancelled}"
+    waiting = " (a fork: waiting for approval)" if submission.head.state == RunState.waiting else ""
+    return f"queued run {submission.head.id} for #{pull.number} @ {pull.head_sha[:7]}{waiting}{cancelled}"
 
 
 @router.register("pull_request", actions=("closed",))
-def on_pull_request_closed(event: Event, pipeline: Pipeline) -> str:
-    cancelled = pipeline.queue.cancel_subject(subject_of(event))
+def on_pull_request_closed(event: Event, door: Door) -> str:
+    pull = PullInfo.from_payload(event.payload["repository"]["full_name"], event.payload["pull_request"])
+    cancelled = door.pipeline.queue.cancel_subject(pull.subject)
     return f"cancelled runs {cancelled}" if cancelled else "nothing to cancel"

@@ -2,7 +2,11 @@
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # PyGithub is imported only by workers that talk to GitHub
+    from bot.github.client import GitHubApi
+    from bot.pipeline import Pipeline
 
 Handler = Callable[..., str]
 
@@ -16,6 +20,14 @@ class Event:
     @property
     def action(self) -> str | None:
         return self.payload.get("action")
+
+
+@dataclass
+class Door:
+    """What a handler works with: the pipeline, and GitHub's API for reads."""
+
+    pipeline: "Pipeline"
+    api: "GitHubApi"
 
 
 @dataclass
@@ -38,6 +50,6 @@ class Router:
     def handles(self, event: str, action: str | None) -> bool:
         return bool(self.handlers(event, action))
 
-    def dispatch(self, event: Event, *context: Any) -> str:
+    def dispatch(self, event: Event, door: Door) -> str:
         """Run every handler for the event; their outcomes joined, for the delivery's record."""
-        return "; ".join(handler(event, *context) for handler in self.handlers(event.name, event.action))
+        return "; ".join(handler(event, door) for handler in self.handlers(event.name, event.action))

@@ -56,13 +56,27 @@ def _env() -> Environment:
     )
 
 
+def render(template: str, **variables) -> str:
+    return _env().get_template(template).render(**variables)
+
+
 def _fence(text: str) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     return "`" * max(3, longest + 1)
 
 
+def approval_needed(run: Run) -> str:
+    return (
+        f"This pull request comes from a fork, so nothing runs until someone with write access to the "
+        f"repository has read the change and comments `/run approve`. An approval holds for commit "
+        f"{run.sha[:7]} only: every new push needs a new one."
+    )
+
+
 def progress(run: Run, now: datetime, position: int) -> tuple[str, str]:
     """(title, detail) of a run that has not ended."""
+    if run.state == RunState.waiting:
+        return "Waiting for approval", approval_needed(run)
     if run.state == RunState.queued:
         return f"Queued: #{position} on tier {run.tier}", ""
     elapsed = format_duration((now - run.started_at).total_seconds()) if run.started_at else ""
@@ -82,6 +96,9 @@ def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[
 def check_view(
     run: Run, comparison: Comparison | None, ctx: ReportContext | None, now: datetime, position: int = 0
 ) -> CheckView:
+    if run.state == RunState.waiting:
+        title, detail = progress(run, now, position)
+        return CheckView("completed", title, detail, "action_required")
     if not run.run_state.terminal:
         title, detail = progress(run, now, position)
         status = "queued" if run.state == RunState.queued else "in_progress"
@@ -116,11 +133,13 @@ def sticky_body(
     that result stays and a banner on top says a newer run is going."""
     banner = ""
     if not run.run_state.terminal or (comparison is not None and comparison.state == "pending"):
-        title, _ = progress(run, now, position) if not run.run_state.terminal else ("Comparing", "")
+        title, detail = progress(run, now, position) if not run.run_state.terminal else ("Comparing", "")
+        how = f" {detail}" if run.state == RunState.waiting else ""  # what the reader must do
         if previous and described_sha(previous) not in (None, run.sha):
-            banner = f"{title} for {run.sha[:7]}; the comparison below is for {described_sha(previous)[:7]}."
+            shown = described_sha(previous)[:7]
+            banner = f"{title} for {run.sha[:7]}; the comparison below is for {shown}.{how}"
             return _replace_banner(previous, banner)
-        body = f"**{title}** for {run.sha[:7]}."
+        body = f"**{title}** for {run.sha[:7]}.{how}"
     elif comparison is not None and comparison.state == "done":
         result = Result.model_validate(comparison.result)
         body = _fitting_markdown(result, ctx, COMMENT_LIMIT - _ROOM)

@@ -3,7 +3,7 @@
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -28,6 +28,7 @@ def utcnow() -> datetime:
 
 
 class RunState(enum.StrEnum):
+    waiting = "waiting"  # for someone's approval (a fork's pull request); then queued
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -37,7 +38,7 @@ class RunState(enum.StrEnum):
 
     @property
     def terminal(self) -> bool:
-        return self not in (RunState.queued, RunState.running)
+        return self not in (RunState.waiting, RunState.queued, RunState.running)
 
 
 class Base(DeclarativeBase):
@@ -67,6 +68,8 @@ class Run(Base):
     report_to: Mapped[list] = mapped_column(JSON, default=list)
     # What the run is for, e.g. "github:owner/name#12": a newer run for the same subject supersedes it.
     subject: Mapped[str | None] = mapped_column(String(300), index=True)
+    # Untrusted code (a fork's) waits for approval and runs without any of the worker's secrets.
+    trusted: Mapped[bool] = mapped_column(default=True, server_default=true())
 
     state: Mapped[str] = mapped_column(String(20), default=RunState.queued)
     phase: Mapped[str] = mapped_column(String(30), default="queued")
@@ -175,8 +178,9 @@ class Report(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    door: Mapped[str] = mapped_column(String(20))  # github
+    # None for a one-off message that belongs to no run (a reply to a PR command)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    door: Mapped[str] = mapped_column(String(20))  # github | github_reply
     target: Mapped[dict] = mapped_column(JSON)  # the door's address: repository, pull request, head sha...
     memo: Mapped[dict] = mapped_column(JSON, default=dict)  # what the door remembers: check run id, ...
     version: Mapped[int] = mapped_column(Integer, default=1)
@@ -185,3 +189,16 @@ class Report(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class Approval(Base):
+    """Someone with write access let a fork's commit run. It holds for that commit only."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("subject", "sha"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject: Mapped[str] = mapped_column(String(300))
+    sha: Mapped[str] = mapped_column(String(64))
+    approved_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -16,7 +16,7 @@ from bot.store.models import Run, RunState, utcnow
 from bot.tiers import TierSet
 
 HOST = socket.gethostname()
-_ENDED = [s.value for s in RunState if s.terminal]
+_NOT_STARTED = (RunState.waiting, RunState.queued)
 
 
 class LeaseLost(Exception):
@@ -118,7 +118,7 @@ class Queue:
                 raise RunNotFound(f"There is no run {run_id}.")
             if run.run_state.terminal:
                 raise TierbotError(f"Run {run_id} has already ended ({run.state}); nothing to cancel.")
-            if run.state == RunState.queued:
+            if run.state in _NOT_STARTED:
                 _end(run, RunState.cancelled, "cancelled before it started")
             else:
                 run.cancel_requested = True
@@ -129,18 +129,32 @@ class Queue:
         """Cancel the unfinished runs for a subject (a PR), except those of `keep_sha`; their ids."""
         with self.db.session() as s:
             query = select(Run).where(
-                Run.subject == subject, Run.state.in_([RunState.queued, RunState.running])
+                Run.subject == subject, Run.state.in_([*_NOT_STARTED, RunState.running])
             )
             if keep_sha:
                 query = query.where(Run.sha != keep_sha)
             runs = list(s.scalars(query))
             for run in runs:
-                if run.state == RunState.queued:
+                if run.state in _NOT_STARTED:
                     _end(
                         run, RunState.cancelled, "superseded" if keep_sha else "cancelled: the PR was closed"
                     )
                 else:
                     run.cancel_requested = True
+            ids = [run.id for run in runs]
+        self.on_change(ids)
+        return ids
+
+    def release(self, subject: str, sha: str) -> list[int]:
+        """Queue the runs of `sha` that were waiting for approval; their ids."""
+        with self.db.session() as s:
+            runs = list(
+                s.scalars(
+                    select(Run).where(Run.subject == subject, Run.sha == sha, Run.state == RunState.waiting)
+                )
+            )
+            for run in runs:
+                run.state, run.phase = RunState.queued, "queued"
             ids = [run.id for run in runs]
         self.on_change(ids)
         return ids

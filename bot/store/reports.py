@@ -1,4 +1,5 @@
-"""The report outbox: which runs' views (PR comment and check run, ...) are behind their state.
+"""The report outbox: which runs' views (PR comment and check run, ...) are behind their state, and
+one-off messages (replies to commands) still to deliver.
 
 `touch` is called after every state change a user should see; workers `claim` a due report, sync the
 door's view, and mark the version they synced. A newer touch during a sync leaves the report due again.
@@ -26,6 +27,11 @@ class Reports:
                 for target in run.report_to:
                     for door, address in target.items():
                         self._bump(s, run.id, door, address)
+
+    def post(self, door: str, target: dict) -> None:
+        """A one-off message that belongs to no run (a reply to a command): delivered once, by a worker."""
+        with self.db.session() as s:
+            s.add(Report(run_id=None, door=door, target=target, memo={}))
 
     @staticmethod
     def _bump(s, run_id: int, door: str, address: dict) -> None:

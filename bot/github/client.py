@@ -1,0 +1,107 @@
+"""GitHub's API for the door: one authenticated PyGithub client per installation, and the reads the
+handlers and syncers share (who the bot is, a user's role on a repository, team membership).
+
+Retries: idempotent calls are retried with backoff on 5xx and rate limits (honouring Retry-After);
+POSTs never are, since a 502 may hide a success; callers find before they create instead.
+"""
+
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github.Repository import Repository
+
+from bot.errors import TierbotError
+from bot.settings import Settings
+from bot.tiers import GITHUB_ROLES
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE", "OPTIONS"})
+
+
+class GitHubApi:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._clients: dict[int | None, Github] = {}
+        self._logins: dict[int | None, str] = {}
+
+    @property
+    def app_mode(self) -> bool:
+        return bool(self.settings.github_app_id and self.settings.github_private_key)
+
+    def client(self, installation: int | None) -> Github:
+        """One client per installation; PyGithub refreshes installation tokens before they expire."""
+        if installation not in self._clients:
+            self._clients[installation] = Github(
+                base_url=self.settings.github_api_url,
+                auth=self._auth(installation),
+                retry=GithubRetry(
+                    total=self.settings.github_retries,
+                    backoff_factor=0.5,
+                    allowed_methods=IDEMPOTENT,
+                    secondary_rate_wait=self.settings.github_max_wait_seconds,
+                    max_rate_limit_wait=self.settings.github_max_wait_seconds,
+                ),
+                seconds_between_requests=None,
+                seconds_between_writes=None,
+            )
+        return self._clients[installation]
+
+    def repo(self, installation: int | None, full_name: str) -> Repository:
+        return self.client(installation).get_repo(full_name)
+
+    def _app_auth(self) -> Auth.AppAuth:
+        settings = self.settings
+        return Auth.AppAuth(settings.github_app_id, settings.github_private_key.get_secret_value())
+
+    def _auth(self, installation: int | None) -> Auth.Auth:
+        if self.app_mode:
+            if installation is None:
+                raise TierbotError("GitHub App mode needs the installation id of the event.")
+            return self._app_auth().get_installation_auth(installation)
+        if self.settings.github_token:
+            return Auth.Token(self.settings.github_token.get_secret_value())
+        raise TierbotError(
+            "No GitHub credentials: set TIERBOT_GITHUB_TOKEN, or TIERBOT_GITHUB_APP_ID and "
+            "TIERBOT_GITHUB_PRIVATE_KEY."
+        )
+
+    def bot_login(self, installation: int | None) -> str:
+        """Whose comments are ours: the App's `slug[bot]`, or the token's user."""
+        if installation not in self._logins:
+            if self.app_mode:
+                integration = GithubIntegration(
+                    auth=self._app_auth(),
+                    base_url=self.settings.github_api_url,
+                    retry=self.settings.github_retries,
+                    seconds_between_requests=None,
+                    seconds_between_writes=None,
+                )
+                self._logins[installation] = f"{integration.get_app().slug}[bot]"
+            else:
+                self._logins[installation] = self.client(installation).get_user().login
+        return self._logins[installation]
+
+    @staticmethod
+    def role(repo: Repository, login: str) -> str | None:
+        """The user's role on the repository (read … admin), None for an outsider. A custom role counts
+        as the base permission GitHub maps it to."""
+        try:
+            role = repo.get_collaborator_role_name(login)
+            if role not in GITHUB_ROLES:
+                role = repo.get_collaborator_permission(login)
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return role if role in GITHUB_ROLES else None
+
+    def teams_of(self, installation: int | None, login: str, teams: set[str]) -> tuple[str, ...]:
+        """Which of these teams ("org/slug") the user is a member of."""
+        member = []
+        for team in sorted(teams):
+            org, _, slug = team.partition("/")
+            try:
+                found = self.client(installation).get_organization(org).get_team_by_slug(slug)
+                if found.has_in_members(self.client(installation).get_user(login)):
+                    member.append(team)
+            except GithubException as exc:
+                if exc.status != 404:  # a team that does not exist has no members
+                    raise
+        return tuple(member)
