@@ -1,6 +1,7 @@
 """FakeGitHub's check runs: create, update (each write kept in `CheckRun.history`), get, list for a ref.
 
-Validated as GitHub does: `conclusion` required once completed (and giving one completes the run), output
+Validated as GitHub does: `conclusion` required once completed (and giving one completes the run), a
+completed run never goes back to queued or in_progress (the wording of that refusal is a guess), output
 summary and text at most 65,535 bytes, at most 3 actions (label ≤ 20, identifier ≤ 20, description ≤ 40
 characters); only a GitHub App may write them ("You must authenticate via a GitHub App.", 403).
 """
@@ -33,6 +34,9 @@ def check_changes(call: Call, check: CheckRun | None) -> dict:
                 422,
                 f"Invalid request.\n\nFor 'properties/{key}', {changes[key]!r} is not a valid enum value.",
             )
+    if check is not None and check.status == "completed" and changes.get("status") in ("queued", "in_progress"):
+        # GitHub keeps the conclusion of a completed check run; apps create a new run instead.
+        raise Refusal(422, "Invalid request.\n\nA completed check run cannot go back to queued or in_progress.")
     if changes.get("conclusion") is not None:
         changes["status"] = "completed"  # GitHub: "Providing conclusion will automatically set the status…"
     status = changes.get("status") or (check.status if check else "queued")

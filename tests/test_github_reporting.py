@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from bot.github.views import described_sha
 from bot.pipeline import Pipeline
-from bot.store import RunState
+from bot.store import Report, RunState
 from bot.worker import Worker
 
 from .conftest import GitRepo
@@ -64,12 +65,8 @@ def settle(bot: Bot, timeout: float = 30) -> None:
     while True:
         while worker.run_once():
             pass
-        pending = [
-            r
-            for run in bot.pipeline.recent_runs(100)
-            for r in bot.pipeline.reports.of_run(run.id)
-            if r.synced_version < r.version
-        ]
+        with bot.pipeline.db.session() as s:
+            pending = list(s.scalars(select(Report).where(Report.synced_version < Report.version)))
         if not pending:
             return
         assert time.monotonic() < deadline, [r.error for r in pending]

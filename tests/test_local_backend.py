@@ -105,6 +105,23 @@ def test_success_captures_the_log_and_passes_only_the_jobs_tierbot_variables(bac
     assert 0 < outcome.seconds < 5
 
 
+def test_untrusted_code_gets_none_of_the_workers_environment(backend, workdir, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp-secret")
+    the_job = job(workdir, "env")
+    the_job.trusted = False
+    watcher = RecordingWatcher()
+    assert backend.run(the_job, watcher).state == "succeeded"
+    seen = dict(line.split("=", 1) for line in watcher.lines if "=" in line)
+    assert "aws-secret" not in "\n".join(watcher.lines) and "ghp-secret" not in "\n".join(watcher.lines)
+    assert seen["TIERBOT_RUN_ID"] == "7" and seen["PATH"]  # the job's own variables and a PATH remain
+    assert seen["HOME"] != os.environ.get("HOME")
+    the_job.trusted = True
+    trusted = RecordingWatcher()
+    backend.run(the_job, trusted)
+    assert "AWS_SECRET_ACCESS_KEY=aws-secret" in trusted.lines  # trusted code keeps the environment
+
+
 def test_exit_code_and_log_tail(backend, workdir):
     command = "for i in $(seq 1 50); do echo line $i; done; exit 3"
     outcome = backend.run(job(workdir, command), RecordingWatcher())

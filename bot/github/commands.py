@@ -11,7 +11,7 @@ MAX_COMMANDS = 5  # per comment; more is a paste accident, not intent
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _INLINE_CODE = re.compile(r"(`+)(?:(?!\1).)+?\1")
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
-_COMMAND = re.compile(r"^\s*/run(?=\s|$)(.*)$")
+_COMMAND = re.compile(r"^\s*/run(?=\s|$)(.*)$", re.IGNORECASE)
 USAGE = "/run experiment [on TIER] · /run cancel · /run approve · /run help"
 
 
@@ -43,14 +43,13 @@ def prose_lines(body: str) -> list[str]:
 
 def parse(body: str) -> list[Command]:
     """The commands in a comment, in order, each once."""
-    commands: list[Command] = []
+    commands: dict[tuple, Command] = {}
     for line in prose_lines(body):
         found = _COMMAND.match(line)
         if found:
             command = _parse_words(line.strip(), found.group(1).split())
-            if command not in commands:
-                commands.append(command)
-    return commands[:MAX_COMMANDS]
+            commands.setdefault((command.verb, command.tier, command.problem), command)
+    return list(commands.values())[:MAX_COMMANDS]
 
 
 def _parse_words(line: str, words: list[str]) -> Command:
