@@ -120,7 +120,7 @@ def test_help_is_acknowledged_and_answered_once_through_a_502(bot, fake, simple_
     assert [r.content for r in asked.reactions] == ["eyes"]
     (reply,) = replies(fake)
     assert "@octocat" in reply and "`/run approve`" in reply
-    assert "Tiers you may use: `local`." in reply  # octocat is in no team and no admin
+    assert "Tiers you may use:\n- `local`\n" in reply and "`big`" not in reply  # octocat: no team, no admin
     assert bot.deliver("issue_comment", payload, delivery="c1").json()["result"] == "duplicate"
     settle(bot)
     assert len(replies(fake)) == 1 and len(asked.reactions) == 1

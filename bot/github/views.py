@@ -18,6 +18,13 @@ COMMENT_LIMIT = 65_536
 CHECK_SUMMARY_LIMIT = 65_535
 _ROOM = 1_000  # for the comment's header, banner and footer around the comparison
 CONCLUSIONS = {"pass": "success", "changed": "neutral", "fail": "failure"}
+PHASES = {
+    "starting": "Starting",
+    "checkout": "Checking out the code",
+    "building": "Building the environment",
+    "running": "Running",
+    "collecting": "Collecting the outputs",
+}
 RERUN = {"label": "Rerun", "description": "Run this experiment again", "identifier": "rerun"}
 
 
@@ -81,7 +88,8 @@ def progress(run: Run, now: datetime, position: int) -> tuple[str, str]:
         return f"Queued: #{position} on tier {run.tier}", ""
     elapsed = format_duration((now - run.started_at).total_seconds()) if run.started_at else ""
     detail = f"`{run.last_log_line.strip()[:200]}`" if run.last_log_line and run.last_log_line.strip() else ""
-    return f"Running ({run.phase}) for {elapsed} on tier {run.tier}", detail
+    doing = PHASES.get(run.phase, f"Running ({run.phase})")
+    return f"{doing} for {elapsed} on tier {run.tier}", detail
 
 
 def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[str, str, str]:
