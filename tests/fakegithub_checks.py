@@ -34,9 +34,15 @@ def check_changes(call: Call, check: CheckRun | None) -> dict:
                 422,
                 f"Invalid request.\n\nFor 'properties/{key}', {changes[key]!r} is not a valid enum value.",
             )
-    if check is not None and check.status == "completed" and changes.get("status") in ("queued", "in_progress"):
+    if (
+        check is not None
+        and check.status == "completed"
+        and changes.get("status") in ("queued", "in_progress")
+    ):
         # GitHub keeps the conclusion of a completed check run; apps create a new run instead.
-        raise Refusal(422, "Invalid request.\n\nA completed check run cannot go back to queued or in_progress.")
+        raise Refusal(
+            422, "Invalid request.\n\nA completed check run cannot go back to queued or in_progress."
+        )
     if changes.get("conclusion") is not None:
         changes["status"] = "completed"  # GitHub: "Providing conclusion will automatically set the status…"
     status = changes.get("status") or (check.status if check else "queued")
