@@ -14,11 +14,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from sqlalchemy import func, select, text
 
 from bot import __version__, github
 from bot.github.signature import signature_valid
 from bot.pipeline import Pipeline
+from bot.slack.bolt import create_bolt
 from bot.store import Run
 from bot.worker import Worker
 
@@ -58,12 +60,24 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         ]
         for thread in threads:
             thread.start()
+        socket_mode = _socket_mode(pipeline, bolt) if bolt is not None else None
         yield
+        if socket_mode is not None:
+            socket_mode.close()
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
 
+    bolt = create_bolt(pipeline) if pipeline.settings.slack_signing_secret else None
     app = FastAPI(title="tierbot", version=__version__, lifespan=lifespan)
+    if bolt is not None:
+
+        @app.post("/slack/events")
+        async def slack_events(request: Request) -> Response:
+            """Slash commands and interactivity; bolt verifies the signature and its 5-minute window."""
+            with latency.labels("slack").time():
+                bolt_request = to_bolt_request(request, await request.body())
+                return to_starlette_response(await run_in_threadpool(bolt.dispatch, bolt_request))
 
     def answer(result: str, status: int, **extra: object) -> JSONResponse:
         deliveries.labels("github", result).inc()
@@ -117,3 +131,15 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _socket_mode(pipeline: Pipeline, bolt):
+    """With an app-level token, Slack talks over a websocket this process opens: no public URL."""
+    token = pipeline.settings.slack_app_token
+    if token is None:
+        return None
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(bolt, token.get_secret_value())
+    handler.connect()
+    return handler

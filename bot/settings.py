@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     github_retries: int = Field(3, ge=0, description="Retries of idempotent GitHub calls on 5xx and limits.")
     github_max_wait_seconds: float = Field(60.0, ge=0, description="Longest wait for a GitHub rate limit.")
     slack_api_url: str = "https://slack.com/api/"
+    slack_bot_token: SecretStr | None = Field(None, description="The Slack app's bot token (xoxb-…).")
+    slack_signing_secret: SecretStr | None = Field(None, description="Verifies requests from Slack.")
+    slack_app_token: SecretStr | None = Field(None, description="xapp-… token: Socket Mode, no public URL.")
+    slack_default_repository: str | None = Field(None, description="For channels without `/run use`.")
+    slack_retries: int = Field(3, ge=0, description="Retries of Slack calls on rate limits and 5xx.")
 
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
     max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")

@@ -153,6 +153,10 @@ class TierSet(BaseModel):
         """Every team any tier names: whose membership a GitHub requester is checked for."""
         return {team for tier in self.tiers for team in tier.access.github_teams}
 
+    def slack_groups(self) -> set[str]:
+        """Every Slack user group any tier names: whose membership a Slack requester is checked for."""
+        return {group for tier in self.tiers for group in tier.access.slack_groups}
+
     def usable_by(self, who: Requester) -> list[Tier]:
         return [t for t in self.tiers if t.access.allows(who)]
 

@@ -90,7 +90,9 @@ class Worker:
         self.listener = listener
         self.runs = runs
         self._syncers: dict[str, Callable] = {}
-        self._github = None  # GitHubApi, made on first use: PyGithub loads only where GitHub is used
+        # Made on first use: PyGithub and slack_sdk load only in workers that talk to them.
+        self._github = None  # GitHubApi
+        self._slack = None  # slack_sdk WebClient
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def run_once(self) -> bool:
@@ -120,7 +122,7 @@ class Worker:
             return False
         event = Event(name=delivery.event, delivery=delivery.id, payload=delivery.payload)
         try:
-            outcome, state = github.dispatch(event, Door(self.pipeline, self._github_api())), "done"
+            outcome, state = self._dispatch(delivery.source, event), "done"
         except Exception as exc:  # a malformed payload or a bug: recorded on the delivery, the worker lives
             log.exception("delivery %s failed", delivery.id)
             outcome, state = f"failed: {type(exc).__name__}: {exc}", "failed"
@@ -143,6 +145,20 @@ class Worker:
         self.pipeline.reports.synced(report.id, version, memo)
         return True
 
+    def _dispatch(self, source: str, event: Event) -> str:
+        if source == "slack":
+            from bot.slack.handlers import SlackDoor, dispatch
+
+            return dispatch(event, SlackDoor(self.pipeline, self._slack_client()))
+        return github.dispatch(event, Door(self.pipeline, self._github_api()))
+
+    def _slack_client(self):
+        if self._slack is None:
+            from bot.slack.bolt import web_client
+
+            self._slack = web_client(self.pipeline.settings)
+        return self._slack
+
     def _github_api(self):
         if self._github is None:
             from bot.github.client import GitHubApi
@@ -151,12 +167,18 @@ class Worker:
         return self._github
 
     def _syncer(self, door: str) -> Callable:
-        if not self._syncers:
-            from bot.github.replies import GitHubReplies
-            from bot.github.reporter import GitHubReporter
+        if door not in self._syncers:
+            if door.startswith("slack"):
+                from bot.slack.reporter import SlackReporter
 
-            api = self._github_api()
-            self._syncers = {"github": GitHubReporter(api).sync, "github_reply": GitHubReplies(api).sync}
+                slack = SlackReporter(self._slack_client())
+                self._syncers |= {"slack": slack.sync, "slack_reply": slack.reply}
+            else:
+                from bot.github.replies import GitHubReplies
+                from bot.github.reporter import GitHubReporter
+
+                api = self._github_api()
+                self._syncers |= {"github": GitHubReporter(api).sync, "github_reply": GitHubReplies(api).sync}
         return self._syncers[door]
 
     def execute(self, run: Run) -> None:

@@ -14,7 +14,8 @@ from bot.github import commands
 from bot.github.commands import Command
 from bot.github.pull_requests import PullInfo, installation_of
 from bot.github.router import Door, Event, Router
-from bot.github.views import approval_needed, render
+from bot.github.views import render
+from bot.runtext import approval_needed
 from bot.store import RunState
 from bot.tiers import Requester, role_at_least
 

@@ -11,20 +11,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from bot.compare import Comparison as Result
 from bot.report import ReportContext, render_markdown
 from bot.resources import resource_dir
+from bot.runtext import progress
 from bot.store import Comparison, Run, RunState
-from bot.units import format_duration
 
 COMMENT_LIMIT = 65_536
 CHECK_SUMMARY_LIMIT = 65_535
 _ROOM = 1_000  # for the comment's header, banner and footer around the comparison
 CONCLUSIONS = {"pass": "success", "changed": "neutral", "fail": "failure"}
-PHASES = {
-    "starting": "Starting",
-    "checkout": "Checking out the code",
-    "building": "Building the environment",
-    "running": "Running",
-    "collecting": "Collecting the outputs",
-}
 RERUN = {"label": "Rerun", "description": "Run this experiment again", "identifier": "rerun"}
 
 
@@ -70,26 +63,6 @@ def render(template: str, **variables) -> str:
 def _fence(text: str) -> str:
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     return "`" * max(3, longest + 1)
-
-
-def approval_needed(run: Run) -> str:
-    return (
-        f"This pull request comes from a fork, so nothing runs until someone with write access to the "
-        f"repository has read the change and comments `/run approve`. An approval holds for commit "
-        f"{run.sha[:7]} only: every new push needs a new one."
-    )
-
-
-def progress(run: Run, now: datetime, position: int) -> tuple[str, str]:
-    """(title, detail) of a run that has not ended."""
-    if run.state == RunState.waiting:
-        return "Waiting for approval", approval_needed(run)
-    if run.state == RunState.queued:
-        return f"Queued: #{position} on tier {run.tier}", ""
-    elapsed = format_duration((now - run.started_at).total_seconds()) if run.started_at else ""
-    detail = f"`{run.last_log_line.strip()[:200]}`" if run.last_log_line and run.last_log_line.strip() else ""
-    doing = PHASES.get(run.phase, f"Running ({run.phase})")
-    return f"{doing} for {elapsed} on tier {run.tier}", detail
 
 
 def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[str, str, str]:

@@ -202,3 +202,14 @@ class Approval(Base):
     sha: Mapped[str] = mapped_column(String(64))
     approved_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SlackChannel(Base):
+    """A channel's default repository, set with `/run use OWNER/REPO`."""
+
+    __tablename__ = "slack_channels"
+
+    channel: Mapped[str] = mapped_column(String(50), primary_key=True)
+    repository: Mapped[str] = mapped_column(String(500))
+    set_by: Mapped[str] = mapped_column(String(50))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -1,0 +1,70 @@
+"""The Slack app's front: slack-bolt verifies each request (signature, 5-minute window), and every
+listener answers within Slack's 3 seconds by parsing and recording only; workers do the rest.
+
+A slash command is recorded once per `trigger_id` and a button once per (run, action, choice), so
+Slack's retries and double clicks never start a second run.
+"""
+
+import re
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
+
+from bot.pipeline import Pipeline
+from bot.settings import Settings
+from bot.slack import grammar
+from bot.slack.views import help_text, tiers_text
+
+
+def web_client(settings: Settings) -> WebClient:
+    """slack_sdk retries only dropped connections by default; rate limits and 5xx are retried here."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    retries = settings.slack_retries
+    return WebClient(
+        token=token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[
+            RateLimitErrorRetryHandler(max_retry_count=retries),
+            ServerErrorRetryHandler(max_retry_count=retries),
+        ],
+    )
+
+
+def create_bolt(pipeline: Pipeline) -> App:
+    settings = pipeline.settings
+    app = App(
+        client=web_client(settings),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=True,  # listeners only record; the answer carries their ack
+        token_verification_enabled=False,  # no call to Slack while the server starts
+    )
+    record = pipeline.deliveries.record
+
+    @app.command("/run")
+    def run_command(ack, body: dict) -> None:
+        try:
+            command = grammar.parse(body.get("text", ""))
+        except grammar.GrammarError as exc:
+            ack(response_type="ephemeral", text=str(exc))
+            return
+        if command.verb == "help":
+            ack(response_type="ephemeral", text=help_text())
+            return
+        if command.verb == "tiers":
+            ack(response_type="ephemeral", text=tiers_text(pipeline.tiers))
+            return
+        new = record(f"slack:{body['trigger_id']}", "slack", "command", command.verb, body)
+        said = f"`/run {body.get('text', '').strip()}`"
+        ack(response_type="ephemeral", text=f"On it: {said}." if new else f"Already on it: {said}.")
+
+    @app.action(re.compile(r"^tierbot_(cancel|rerun|logs)$"))
+    def button(ack, body: dict, action: dict) -> None:
+        ack()
+        choice = (action.get("selected_option") or {}).get("value") or action.get("value", "")
+        key = f"{action['action_id']}:{choice}"
+        if action["action_id"] == "tierbot_logs":  # every click shows the log as it is now
+            key += f":{action.get('action_ts')}"
+        record(f"slack:{key}", "slack", "action", action["action_id"], body)
+
+    return app

@@ -1,0 +1,152 @@
+"""Slack commands and buttons, handled by a worker from their recorded deliveries. Each answers the
+person who asked, privately, through the report outbox (`slack_reply`); runs report to their channel
+through their live message (`slack`)."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+from sqlalchemy import select
+
+from bot.errors import TierbotError
+from bot.github.router import Event
+from bot.pipeline import Pipeline
+from bot.request import RunRequest
+from bot.slack import grammar
+from bot.slack.grammar import SlackCommand
+from bot.slack.views import log_text, run_line
+from bot.store.models import SlackChannel
+from bot.tiers import Requester
+
+RECENT_RUNS = 10
+
+
+@dataclass
+class SlackDoor:
+    pipeline: Pipeline
+    client: WebClient
+
+
+class Asker:
+    """Who asked, where, and how to answer them."""
+
+    def __init__(self, door: SlackDoor, body: dict):
+        self.door, self.pipeline, self.body = door, door.pipeline, body
+        user = body.get("user") or {}
+        self.user = body.get("user_id") or user.get("id")
+        self.name = body.get("user_name") or user.get("username") or user.get("name") or self.user
+        self.channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+
+    def requester(self) -> Requester:
+        """Slack user groups are checked only for the groups the tiers name."""
+        groups = tuple(
+            group
+            for group in sorted(self.pipeline.tiers.slack_groups())
+            if self.user in self.door.client.usergroups_users_list(usergroup=group).get("users", [])
+        )
+        return Requester(name=self.name, slack_user=self.user, slack_groups=groups)
+
+    def reply(self, text: str, public: bool = False) -> str:
+        self.pipeline.reports.post(
+            "slack_reply",
+            {
+                "response_url": self.body.get("response_url"),
+                "channel": self.channel,
+                "user": self.user,
+                "text": text,
+                "response_type": "in_channel" if public else "ephemeral",
+            },
+        )
+        return text
+
+
+def dispatch(event: Event, door: SlackDoor) -> str:
+    asker = Asker(door, event.payload)
+    try:
+        if event.name == "command":
+            command = grammar.parse(event.payload.get("text", ""))
+            return COMMANDS[command.verb](command, asker)
+        action = event.payload["actions"][0]
+        return ACTIONS[action["action_id"]](action, asker)
+    except TierbotError as exc:
+        return f"refused: {asker.reply(str(exc))}"
+
+
+def experiment(command: SlackCommand, asker: Asker) -> str:
+    repository = command.repository or channel_repository(asker.pipeline, asker.channel)
+    if repository is None:
+        raise TierbotError(
+            "Which repository? Add `in OWNER/REPO`, or set this channel's with `/run use OWNER/REPO`."
+        )
+    request = RunRequest(
+        repository=repository,
+        ref=command.branch or "HEAD",
+        base=command.base or ("main" if command.branch else None),
+        tier=command.tier,
+        requester=asker.requester(),
+        report_to=[{"slack": {"channel": asker.channel, "user": asker.user}}],
+    )
+    submission = asker.pipeline.submit(request)
+    return f"queued run {submission.head.id}"
+
+
+def status(command: SlackCommand, asker: Asker) -> str:
+    if command.run_id is not None:
+        runs = [asker.pipeline.run(command.run_id)]
+    else:
+        recent = asker.pipeline.recent_runs(100)
+        runs = [r for r in recent if r.requested_by.get("slack_user") == asker.user][:RECENT_RUNS]
+    text = "\n".join(run_line(run) for run in runs) or "You have no runs yet. Try `/run experiment BRANCH`."
+    return asker.reply(text)
+
+
+def cancel(command: SlackCommand, asker: Asker) -> str:
+    run = asker.pipeline.queue.cancel(command.run_id)
+    return asker.reply(f"Cancelling run {run.id}.")
+
+
+def use(command: SlackCommand, asker: Asker) -> str:
+    with asker.pipeline.db.session() as s:
+        s.merge(SlackChannel(channel=asker.channel, repository=command.repository, set_by=asker.user))
+    return asker.reply(
+        f"<@{asker.user}> set this channel's repository to `{command.repository}`.", public=True
+    )
+
+
+def channel_repository(pipeline: Pipeline, channel: str | None) -> str | None:
+    with pipeline.db.session() as s:
+        found = s.scalars(select(SlackChannel.repository).where(SlackChannel.channel == channel)).first()
+    return found or pipeline.settings.slack_default_repository
+
+
+def cancel_button(action: dict, asker: Asker) -> str:
+    run = asker.pipeline.queue.cancel(int(action["value"]))
+    return f"cancelling run {run.id}"  # the live message shows it
+
+
+def rerun_select(action: dict, asker: Asker) -> str:
+    run_id, _, tier = action["selected_option"]["value"].partition(":")
+    submission = asker.pipeline.rerun(int(run_id), asker.requester(), tier=tier)
+    return f"rerun of run {run_id} on {tier}: run {submission.head.id}"
+
+
+def logs_button(action: dict, asker: Asker) -> str:
+    run = asker.pipeline.run(int(action["value"]))
+    tail = run.log_tail
+    if tail is None and run.log_path is None:
+        tail = run.last_log_line
+    asker.reply(log_text(run, tail or ""))
+    return f"showed the log of run {run.id}"
+
+
+COMMANDS: dict[str, Callable[[SlackCommand, Asker], str]] = {
+    "experiment": experiment,
+    "status": status,
+    "cancel": cancel,
+    "use": use,
+}
+ACTIONS: dict[str, Callable[[dict, Asker], str]] = {
+    "tierbot_cancel": cancel_button,
+    "tierbot_rerun": rerun_select,
+    "tierbot_logs": logs_button,
+}

@@ -1,0 +1,110 @@
+"""What Slack shows of a run: one message, updated in place, ending as the comparison with buttons.
+Pure: a run, its comparison and the time in; `{"text", "blocks"}` out, within Slack's limits."""
+
+from datetime import datetime
+
+from bot.compare import Comparison as Result
+from bot.render.slack import SLACK_MAX_BLOCKS, render_slack
+from bot.render.templates import template
+from bot.report import ReportContext
+from bot.runtext import progress
+from bot.slack.grammar import USAGE
+from bot.store import Comparison, Run, RunState
+from bot.tiers import TierSet
+
+MAX_OPTIONS = 100  # a static_select's options
+LOG_CHARACTERS = 2_800  # a section's text is at most 3,000
+
+
+def _texts():
+    return template("slack/run.slack.j2", "slack").module
+
+
+def section(text: str) -> dict:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def run_message(
+    run: Run,
+    comparison: Comparison | None,
+    ctx: ReportContext | None,
+    now: datetime,
+    position: int,
+    tiers: TierSet,
+) -> dict:
+    texts = _texts()
+    buttons = actions(run, tiers)
+    if comparison is not None and comparison.state == "done" and run.run_state.terminal:
+        message = render_slack(Result.model_validate(comparison.result), ctx, max_blocks=SLACK_MAX_BLOCKS - 1)
+        return {"text": message["text"], "blocks": message["blocks"] + [buttons]}
+    title, detail = state_text(run, comparison, now, position)
+    status = str(texts.status(run, title, detail))
+    blocks = [section(str(texts.label(run))), section(status), buttons]
+    return {"text": f"{title} · {run.experiment} run {run.id}", "blocks": blocks}
+
+
+def state_text(run: Run, comparison: Comparison | None, now: datetime, position: int) -> tuple[str, str]:
+    if not run.run_state.terminal:
+        return progress(run, now, position)
+    if comparison is not None and comparison.state == "pending":
+        return f"Comparing: waiting for the baseline run {comparison.base_run_id}", ""
+    if run.state != RunState.succeeded:
+        return f"The experiment {run.state}: {run.reason}", ""
+    if comparison is not None and comparison.state == "failed":
+        return "No comparison", comparison.reason or ""
+    return f"Succeeded: {run.reason}", ""
+
+
+def actions(run: Run, tiers: TierSet) -> dict:
+    """Cancel while the run goes; Rerun on a tier (a select) once it has ended; Logs once it started."""
+    elements: list[dict] = []
+    if not run.run_state.terminal:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": "tierbot_cancel",
+                "text": {"type": "plain_text", "text": "Cancel"},
+                "style": "danger",
+                "value": str(run.id),
+            }
+        )
+    else:
+        options = [
+            {"text": {"type": "plain_text", "text": tier.name[:75]}, "value": f"{run.id}:{tier.name}"}
+            for tier in tiers.tiers[:MAX_OPTIONS]
+        ]
+        elements.append(
+            {
+                "type": "static_select",
+                "action_id": "tierbot_rerun",
+                "placeholder": {"type": "plain_text", "text": "Rerun on…"},
+                "options": options,
+            }
+        )
+    if run.started_at is not None:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": "tierbot_logs",
+                "text": {"type": "plain_text", "text": "Logs"},
+                "value": str(run.id),
+            }
+        )
+    return {"type": "actions", "block_id": f"run-{run.id}", "elements": elements}
+
+
+def log_text(run: Run, tail: str) -> str:
+    tail = (tail or "(no output yet)").replace("```", "ˋˋˋ")[-LOG_CHARACTERS:]
+    return str(_texts().log(run, tail))
+
+
+def run_line(run: Run) -> str:
+    return str(_texts().run_line(run))
+
+
+def help_text() -> str:
+    return str(_texts().help(USAGE))
+
+
+def tiers_text(tiers: TierSet) -> str:
+    return str(_texts().tiers(tiers.tiers))

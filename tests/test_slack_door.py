@@ -1,0 +1,202 @@
+"""The Slack door on the wire: really signed slash commands and button clicks to a running bot (the
+real slack-bolt app), answered through the real slack_sdk against the fake Slack Web API."""
+
+import json
+import time
+import uuid
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from slack_sdk.signature import SignatureVerifier
+
+from bot.pipeline import Pipeline
+from bot.store import Delivery, Run, RunState
+from bot.worker import Worker
+
+from .fakeslack import FakeSlack
+from .test_github_reporting import settle
+from .test_github_webhook import Bot, count, hosted  # noqa: F401  (hosted: fixture)
+
+SIGNING_SECRET = "slack-signing-secret"
+CHANNEL = "C0RUNS"
+TIERS = """\
+tiers:
+  - name: local
+    default: true
+  - name: gpu-small
+    description: one small GPU
+    access: {slack_groups: [S0ML]}
+"""
+
+
+@pytest.fixture
+def slack():
+    with FakeSlack() as running:
+        running.add_usergroup("S0ML", ["U0ADA"])
+        yield running
+        assert running.errors == []
+
+
+@pytest.fixture
+def bot(settings, hosted, tmp_path, slack):  # noqa: F811
+    tiers = tmp_path / "tiers.yaml"
+    tiers.write_text(TIERS)
+    settings = settings.model_copy(
+        update={
+            "tiers_file": tiers,
+            "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
+            "slack_bot_token": SecretStr(slack.token),
+            "slack_signing_secret": SecretStr(SIGNING_SECRET),
+            "slack_api_url": slack.url + "/api/",
+            "slack_default_repository": "acme/models",
+        }
+    )
+    running = Bot(Pipeline(settings))
+    yield running
+    running.stop()
+
+
+def post(bot: Bot, form: dict, timestamp: float | None = None, headers: dict | None = None) -> httpx.Response:
+    """A request signed as Slack signs: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}")."""
+    body = urlencode(form)
+    stamp = str(int(timestamp if timestamp is not None else time.time()))
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+        **(headers or {}),
+    }
+    return bot.client.post("/slack/events", content=body, headers=headers)
+
+
+def command(bot: Bot, slack: FakeSlack, text: str, user: str = "U0BOB", trigger: str | None = None, **kw):
+    trigger = trigger or uuid.uuid4().hex
+    form = {
+        "token": "deprecated-verification-token",
+        "team_id": slack.team_id,
+        "team_domain": "acme",
+        "channel_id": CHANNEL,
+        "channel_name": "ml-runs",
+        "user_id": user,
+        "user_name": {"U0ADA": "ada", "U0BOB": "bob"}.get(user, "someone"),
+        "command": "/run",
+        "text": text,
+        "api_app_id": "A0TIERBOT",
+        "response_url": slack.response_url(trigger),
+        "trigger_id": trigger,
+    }
+    return post(bot, form, **kw)
+
+
+def click(bot: Bot, slack: FakeSlack, action: dict, user: str = "U0BOB") -> httpx.Response:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": "bob", "name": "bob", "team_id": slack.team_id},
+        "api_app_id": "A0TIERBOT",
+        "team": {"id": slack.team_id, "domain": "acme"},
+        "channel": {"id": CHANNEL, "name": "ml-runs"},
+        "container": {"type": "message", "channel_id": CHANNEL, "is_ephemeral": False},
+        "trigger_id": uuid.uuid4().hex,
+        "response_url": slack.response_url("click"),
+        "actions": [{"action_ts": f"{time.time():.6f}", "block_id": "b", **action}],
+    }
+    return post(bot, {"payload": json.dumps(payload)})
+
+
+def said(slack: FakeSlack, trigger: str) -> str:
+    return "\n".join(r.get("text", "") for r in slack.responses(trigger))
+
+
+def test_help_is_answered_at_once_and_privately(bot, slack):
+    answer = command(bot, slack, "help")
+    assert answer.status_code == 200
+    assert (
+        answer.json()["response_type"] == "ephemeral" and "/run experiment [BRANCH]" in answer.json()["text"]
+    )
+    bad = command(bot, slack, "experimnet better")
+    assert "Did you mean `experiment`?" in bad.json()["text"]
+    assert count(bot.pipeline, Delivery) == 0
+
+
+def test_experiment_ends_as_one_updated_message_with_the_comparison(bot, slack):
+    answer = command(bot, slack, "experiment better", trigger="t1")
+    assert answer.status_code == 200 and answer.json()["text"].startswith("On it")
+    settle(bot)
+    (message,) = slack.messages(CHANNEL)
+    assert message["edits"] >= 2  # queued → running → … → the comparison, in place
+    assert len(slack.calls("chat.postMessage")) == 1
+    header = message["blocks"][0]["text"]["text"]
+    assert "CHANGED" in header and "simple" in header
+    buttons = message["blocks"][-1]
+    assert [e["action_id"] for e in buttons["elements"]] == ["tierbot_rerun", "tierbot_logs"]
+    assert [o["value"] for o in buttons["elements"][0]["options"]] == ["1:local", "1:gpu-small"]
+    head = bot.pipeline.run(1)
+    assert (head.state, head.requested_by["slack_user"], head.ref) == (RunState.succeeded, "U0BOB", "better")
+
+
+def test_unknown_and_forbidden_tiers_are_refused_privately_with_what_exists(bot, slack):
+    command(bot, slack, "experiment better on gpu-smal", trigger="unknown")
+    command(bot, slack, "experiment better on gpu-small", trigger="forbidden")
+    settle(bot)
+    assert "There is no tier 'gpu-smal'. Did you mean gpu-small? Tiers you may use: local." in said(
+        slack, "unknown"
+    )
+    assert "restricted to group S0ML" in said(slack, "forbidden")
+    assert all(r["response_type"] == "ephemeral" for r in slack.responses("forbidden"))
+    assert count(bot.pipeline, Run) == 0 and slack.messages(CHANNEL) == []
+
+
+def test_a_member_of_the_tiers_group_may_use_it(bot, slack):
+    command(bot, slack, "experiment better on gpu-small", user="U0ADA")
+    settle(bot)
+    assert bot.pipeline.run(1).tier == "gpu-small"
+    assert bot.pipeline.run(1).requested_by["slack_groups"] == ["S0ML"]
+
+
+def test_slacks_retries_start_one_run(bot, slack):
+    command(bot, slack, "experiment better", trigger="same")
+    again = command(bot, slack, "experiment better", trigger="same", headers={"X-Slack-Retry-Num": "1"})
+    assert again.json()["text"].startswith("Already on it")
+    settle(bot)
+    assert count(bot.pipeline, Run, Run.role == "head") == 1 and len(slack.messages(CHANNEL)) == 1
+
+
+def test_cancel_button_cancels_and_the_message_says_so(bot, slack):
+    command(bot, slack, "experiment better")
+    door = Worker(bot.pipeline, runs=False)
+    while door.run_once():  # the command is handled and the message posted; nothing runs yet
+        pass
+    (message,) = slack.messages(CHANNEL)
+    cancel = message["blocks"][-1]["elements"][0]
+    assert cancel["action_id"] == "tierbot_cancel"
+    for _ in range(2):  # a double click
+        assert (
+            click(
+                bot, slack, {"action_id": "tierbot_cancel", "type": "button", "value": cancel["value"]}
+            ).status_code
+            == 200
+        )
+    settle(bot)
+    assert bot.pipeline.run(1).state == RunState.cancelled
+    (message,) = slack.messages(CHANNEL)
+    assert "cancelled" in json.dumps(message["blocks"])
+    assert count(bot.pipeline, Delivery, Delivery.event == "action") == 1
+
+
+def test_stale_or_unsigned_requests_are_refused(bot, slack):
+    stale = command(bot, slack, "experiment better", timestamp=time.time() - 6 * 60)
+    assert stale.status_code == 401
+    forged = bot.client.post("/slack/events", content="text=help", headers={"X-Slack-Signature": "v0=00"})
+    assert forged.status_code == 401
+    assert count(bot.pipeline, Delivery) == 0
+
+
+def test_a_rate_limited_post_is_retried_and_posted_once(bot, slack):
+    slack.rate_limit_next("chat.postMessage", retry_after=1)
+    command(bot, slack, "experiment better")
+    settle(bot)
+    assert len(slack.messages(CHANNEL)) == 1
+    assert [c.status for c in slack.calls("chat.postMessage")] == [429, 200]
