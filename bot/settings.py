@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
     max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued runs.")
+    progress_seconds: float = Field(
+        10.0, gt=0, description="How often a running run's last log line is shown in Slack and on GitHub."
+    )
 
     compare_memory_limit: str | None = Field(None, description="Cap for table diffs, e.g. 2GB (spills).")
     compare_threads: int | None = Field(

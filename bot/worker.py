@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +39,7 @@ class RunWatcher:
         self._stop = threading.Event()
         self._last_line: str | None = None
         self._beat = max(0.2, min(1.0, pipeline.settings.lease_seconds / 3))
+        self._show_every, self._shown = pipeline.settings.progress_seconds, time.monotonic()
         self._thread = threading.Thread(target=self._heartbeat, daemon=True, name=f"heartbeat-{run_id}")
         self._thread.start()
 
@@ -49,6 +51,9 @@ class RunWatcher:
                 if self._last_line is not None:
                     line, self._last_line = self._last_line, None
                     self.queue.note(self.run_id, self.worker, last_log_line=line[:500])
+                    if time.monotonic() - self._shown >= self._show_every:
+                        self._shown = time.monotonic()
+                        self.queue.on_change([self.run_id])  # doors show the new line, at this rate
             except LeaseLost:
                 self.lost = True
                 self._cancel.set()

@@ -2,6 +2,7 @@
 real slack-bolt app), answered through the real slack_sdk against the fake Slack Web API."""
 
 import json
+import threading
 import time
 import uuid
 from urllib.parse import urlencode
@@ -15,6 +16,7 @@ from bot.pipeline import Pipeline
 from bot.store import Delivery, Run, RunState
 from bot.worker import Worker
 
+from .conftest import SIMPLE_SPEC
 from .fakeslack import FakeSlack
 from .test_github_reporting import settle
 from .test_github_webhook import Bot, count, hosted  # noqa: F401  (hosted: fixture)
@@ -200,3 +202,36 @@ def test_a_rate_limited_post_is_retried_and_posted_once(bot, slack):
     settle(bot)
     assert len(slack.messages(CHANNEL)) == 1
     assert [c.status for c in slack.calls("chat.postMessage")] == [429, 200]
+
+
+def test_the_message_shows_the_running_runs_last_log_line(bot, slack, simple_repo, hosted):  # noqa: F811
+    slow = "\n".join(
+        [
+            "import time",
+            "for step in (1, 2):",
+            "    print('training step', step, flush=True)",
+            "    time.sleep(1.5)",
+        ]
+    )
+    simple_repo.git("checkout", "-q", "-b", "slow", "better")
+    simple_repo.commit(
+        {
+            "slow.py": slow,
+            "tierbot.yaml": SIMPLE_SPEC.replace("python make.py", "python slow.py && python make.py"),
+        },
+        "slow",
+    )
+    simple_repo.git("push", "-q", hosted, "slow")
+    bot.pipeline.settings.progress_seconds = 0.2
+    stop = threading.Event()
+    door = threading.Thread(target=Worker(bot.pipeline, runs=False).run_forever, args=(stop,))
+    door.start()  # keeps the message up to date while the run below executes
+    try:
+        command(bot, slack, "experiment slow")
+        settle(bot)
+    finally:
+        stop.set()
+        door.join()
+    (message,) = slack.messages(CHANNEL)
+    shown = [json.dumps(version["blocks"]) for version in message["history"]]
+    assert any("`training step 1`" in text for text in shown)

@@ -14,6 +14,7 @@ from bot.tiers import TierSet
 
 MAX_OPTIONS = 100  # a static_select's options
 LOG_CHARACTERS = 2_800  # a section's text is at most 3,000
+TAIL_LINES = 15  # of a failed run's log, in its message
 
 
 def _texts():
@@ -38,14 +39,18 @@ def run_message(
         message = render_slack(Result.model_validate(comparison.result), ctx, max_blocks=SLACK_MAX_BLOCKS - 1)
         return {"text": message["text"], "blocks": message["blocks"] + [buttons]}
     title, detail = state_text(run, comparison, now, position)
-    status = str(texts.status(run, title, detail))
-    blocks = [section(str(texts.label(run))), section(status), buttons]
-    return {"text": f"{title} · {run.experiment} run {run.id}", "blocks": blocks}
+    line = (run.last_log_line or "").strip() if run.state == RunState.running else ""
+    blocks = [section(str(texts.label(run))), section(str(texts.status(run, title, detail, line)))]
+    if run.run_state.terminal and run.state != RunState.succeeded and run.log_tail:
+        blocks.append(section(log_text(run, "\n".join(run.log_tail.splitlines()[-TAIL_LINES:]))))
+    return {"text": f"{title} · {run.experiment} run {run.id}", "blocks": blocks + [buttons]}
 
 
 def state_text(run: Run, comparison: Comparison | None, now: datetime, position: int) -> tuple[str, str]:
+    """(title, detail); the running run's last log line is shown apart, as code."""
     if not run.run_state.terminal:
-        return progress(run, now, position)
+        title, detail = progress(run, now, position)
+        return title, detail if run.state == RunState.waiting else ""
     if comparison is not None and comparison.state == "pending":
         return f"Comparing: waiting for the baseline run {comparison.base_run_id}", ""
     if run.state != RunState.succeeded:
