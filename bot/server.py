@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text
 
 from bot import __version__, github
 from bot.github.signature import signature_valid
+from bot.inbox import Inbox
 from bot.pipeline import Pipeline
 from bot.slack.bolt import create_bolt
 from bot.store import Run
@@ -47,7 +48,14 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         "tierbot_webhook_deliveries", "Webhook deliveries by result", ["source", "result"], registry=registry
     )
     latency = Histogram("tierbot_webhook_seconds", "Time to answer a webhook", ["source"], registry=registry)
+    # Labelled children looked up once: `labels()` costs more than the rest of a metric update.
+    github_latency, slack_latency = latency.labels("github"), latency.labels("slack")
+    github_results = {
+        result: deliveries.labels("github", result)
+        for result in ("queued", "duplicate", "ignored", "pong", "refused", "malformed")
+    }
     registry.register(_RunStates(pipeline))
+    inbox = Inbox(pipeline.deliveries)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +72,7 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         yield
         if socket_mode is not None:
             socket_mode.close()
+        await inbox.close()
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
@@ -75,17 +84,17 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         @app.post("/slack/events")
         async def slack_events(request: Request) -> Response:
             """Slash commands and interactivity; bolt verifies the signature and its 5-minute window."""
-            with latency.labels("slack").time():
+            with slack_latency.time():
                 bolt_request = to_bolt_request(request, await request.body())
                 return to_starlette_response(await run_in_threadpool(bolt.dispatch, bolt_request))
 
     def answer(result: str, status: int, **extra: object) -> JSONResponse:
-        deliveries.labels("github", result).inc()
+        github_results[result].inc()
         return JSONResponse({"result": result, **extra}, status_code=status)
 
     @app.post("/github/webhook")
     async def github_webhook(request: Request) -> JSONResponse:
-        with latency.labels("github").time():
+        with github_latency.time():
             body = await request.body()
             secrets = pipeline.settings.github_secrets
             if not secrets:
@@ -110,9 +119,7 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
                 return answer("pong", 200, zen=payload.get("zen"))
             if not github.handles(event, action):
                 return answer("ignored", 202, event=event, action=action)
-            recorded = await run_in_threadpool(
-                pipeline.deliveries.record, delivery, "github", event, action, payload
-            )
+            recorded = await inbox.record(delivery, "github", event, action, payload)
             if not recorded:
                 return answer("duplicate", 200, delivery=delivery)
             return answer("queued", 202, delivery=delivery)

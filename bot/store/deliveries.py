@@ -3,7 +3,8 @@
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.store.db import Database
 from bot.store.models import Delivery, utcnow
@@ -18,14 +19,40 @@ class Deliveries:
 
     def record(self, delivery_id: str, source: str, event: str, action: str | None, payload: dict) -> bool:
         """Store a delivery; False when this id was recorded before (a redelivery)."""
-        try:
-            with self.db.session() as s:
-                if s.get(Delivery, delivery_id) is not None:
-                    return False
-                s.add(Delivery(id=delivery_id, source=source, event=event, action=action, payload=payload))
-        except IntegrityError:  # recorded at the same moment by another replica
-            return False
-        return True
+        return self.record_many([(delivery_id, source, event, action, payload)])[0]
+
+    def record_many(self, items: list[tuple[str, str, str, str | None, dict]]) -> list[bool]:
+        """Store deliveries (id, source, event, action, payload) in one transaction; for each, whether it
+        is new. A redelivery, or the same id twice in the batch, is not; another replica recording the
+        same id at the same moment is not either (the insert skips conflicts rather than failing)."""
+        now, rows, seen = utcnow(), [], set()
+        for delivery_id, source, event, action, payload in items:
+            if delivery_id not in seen:
+                seen.add(delivery_id)
+                rows.append(
+                    {
+                        "id": delivery_id,
+                        "source": source,
+                        "event": event,
+                        "action": action,
+                        "payload": payload,
+                        "state": "pending",
+                        "attempts": 0,
+                        "received_at": now,
+                    }
+                )
+        table = Delivery.__table__
+        dialect_insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
+        # One statement executed for many rows: SQLAlchemy caches its compiled form and sends the rows as
+        # multi-row VALUES ("insertmanyvalues"), so a batch costs one round trip and no new compile.
+        statement = dialect_insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+        with self.db.session() as s:
+            inserted = set(s.scalars(statement, rows))
+        answers = []
+        for delivery_id, *_ in items:
+            answers.append(delivery_id in inserted)
+            inserted.discard(delivery_id)  # a second one in the batch is a duplicate
+        return answers
 
     def claim(self) -> Delivery | None:
         """The oldest pending delivery, or one whose handler died (lease expired) with attempts left."""
