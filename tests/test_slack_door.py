@@ -142,7 +142,11 @@ def test_experiment_ends_as_one_updated_message_with_the_comparison(bot, slack):
 def test_unknown_and_forbidden_tiers_are_refused_privately_with_what_exists(bot, slack):
     command(bot, slack, "experiment better on gpu-smal", trigger="unknown")
     command(bot, slack, "experiment better on gpu-small", trigger="forbidden")
+    command(bot, slack, "experiment bettr", trigger="branch")
     settle(bot)
+    assert "There is no branch, tag or commit 'bettr' in acme/models. Did you mean 'better'?" in said(
+        slack, "branch"
+    )
     assert "There is no tier 'gpu-smal'. Did you mean gpu-small? Tiers you may use: local." in said(
         slack, "unknown"
     )
