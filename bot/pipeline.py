@@ -20,6 +20,7 @@ from bot.manifest import FileEntry, Manifest
 from bot.outputs import BlobStore
 from bot.report import ReportContext, render_html
 from bot.request import RunRequest
+from bot.runtext import ref_label
 from bot.settings import Settings
 from bot.spec import SPEC_FILE, Spec, parse_spec
 from bot.store import Approval, Comparison, Database, Output, Run, RunState
@@ -85,7 +86,7 @@ class Pipeline:
             comparison = Comparison(
                 head_run_id=head.id,
                 base_run_id=base.id,
-                head_label=f"{request.ref} @ {sha[:7]}",
+                head_label=ref_label(request.ref, sha),
                 base_label=f"{request.base} @ {base_sha[:7]} (merge base)",
                 baseline_reused=reused,
             )

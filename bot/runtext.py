@@ -14,6 +14,11 @@ PHASES = {
 }
 
 
+def ref_label(ref: str | None, sha: str) -> str:
+    """`feature-x @ 1a2b3c4`, or just `1a2b3c4` when the ref is the commit itself (a PR's head)."""
+    return sha[:7] if not ref or sha.startswith(ref) or ref.startswith(sha[:7]) else f"{ref} @ {sha[:7]}"
+
+
 def approval_needed(run: Run) -> str:
     return (
         f"This pull request comes from a fork, so nothing runs until someone with write access to the "

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = Field(None, description="xapp-… token: Socket Mode, no public URL.")
     slack_default_repository: str | None = Field(None, description="For channels without `/run use`.")
     slack_retries: int = Field(3, ge=0, description="Retries of Slack calls on rate limits and 5xx.")
+    slack_notify: dict[str, str] = Field(
+        default_factory=dict,
+        description='Channel per repository for PR verdicts, e.g. {"acme/models": "C0123"}.',
+    )
+    slack_github_logins: dict[str, str] = Field(
+        default_factory=dict, description='Slack user id → GitHub login, for attribution: {"U0123": "ada"}.'
+    )
 
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
     max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")

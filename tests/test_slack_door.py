@@ -17,9 +17,10 @@ from bot.store import Delivery, Run, RunState
 from bot.worker import Worker
 
 from .conftest import SIMPLE_SPEC
+from .fakegithub import FakeGitHub
 from .fakeslack import FakeSlack
 from .test_github_reporting import settle
-from .test_github_webhook import Bot, count, hosted  # noqa: F401  (hosted: fixture)
+from .test_github_webhook import SECRET, Bot, count, hosted, pull_request, sha_of  # noqa: F401  (hosted: fixture)
 
 SIGNING_SECRET = "slack-signing-secret"
 CHANNEL = "C0RUNS"
@@ -239,3 +240,60 @@ def test_the_message_shows_the_running_runs_last_log_line(bot, slack, simple_rep
     (message,) = slack.messages(CHANNEL)
     shown = [json.dumps(version["blocks"]) for version in message["history"]]
     assert any("`training step 1`" in text for text in shown)
+
+
+def event(bot: Bot, body: dict) -> httpx.Response:
+    """An Events API request (JSON), signed like the others."""
+    raw = json.dumps(body)
+    stamp = str(int(time.time()))
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=raw)
+    headers = {
+        "Content-Type": "application/json",
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": signature,
+    }
+    return bot.client.post("/slack/events", content=raw, headers=headers)
+
+
+def test_status_and_the_app_home_list_the_users_runs(bot, slack):
+    command(bot, slack, "status", trigger="empty")
+    command(bot, slack, "experiment better")
+    settle(bot)
+    command(bot, slack, "status", trigger="mine")
+    home = {
+        "type": "event_callback",
+        "team_id": slack.team_id,
+        "api_app_id": "A0TIERBOT",
+        "event": {
+            "type": "app_home_opened",
+            "user": "U0BOB",
+            "channel": "D0BOB",
+            "tab": "home",
+            "event_ts": "1.2",
+        },
+        "event_id": "Ev0HOME",
+        "event_time": int(time.time()),
+    }
+    assert event(bot, home).status_code == 200
+    assert event(bot, home).status_code == 200  # Slack's retry of the same event: published once
+    settle(bot)
+    assert "No runs yet" in said(slack, "empty")
+    assert "✅ run 1 · *simple* · `better @ " in said(slack, "mine")
+    view = slack.home("U0BOB")
+    assert view["blocks"][0]["text"]["text"] == "Your recent runs"
+    assert "run 1" in view["blocks"][1]["text"]["text"] and len(slack.calls("views.publish")) == 1
+
+
+def test_pull_request_verdicts_reach_the_repositorys_channel(bot, slack, simple_repo):
+    with FakeGitHub() as github:
+        github.add_repo("acme/models", installation_id=1001)
+        github.add_pull("acme/models", 7, head_sha=sha_of(simple_repo, "better"), head_ref="better")
+        settings = bot.pipeline.settings
+        settings.slack_notify = {"acme/models": "C0NOTIFY"}
+        settings.github_webhook_secret = SecretStr(SECRET)
+        settings.github_api_url, settings.github_token = github.url, SecretStr(github.token)
+        bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+        settle(bot)
+    (message,) = slack.messages("C0NOTIFY")
+    assert "CHANGED" in message["blocks"][0]["text"]["text"]
+    assert "simple" in message["text"]

@@ -122,7 +122,8 @@ def answer(command: Command, who: Commenter) -> Answer:
 
 def experiment(who: Commenter, tier: str | None) -> Answer:
     try:
-        submission = who.pipeline.submit(who.pull.request(who.installation, who.requester, tier))
+        notify = who.pipeline.settings.slack_notify.get(who.repository)
+        submission = who.pipeline.submit(who.pull.request(who.installation, who.requester, tier, notify))
     except TierbotError as exc:
         return Answer(f"refused: {exc}", str(exc))
     head = submission.head

@@ -54,21 +54,31 @@ class PullInfo:
         """What a run is for; a newer run for the same PR supersedes older ones."""
         return f"github:{self.repository}#{self.number}"
 
-    def request(self, installation: int | None, requester: Requester, tier: str | None = None) -> RunRequest:
-        """Run the head against the base's merge base, reporting to this PR."""
+    def request(
+        self,
+        installation: int | None,
+        requester: Requester,
+        tier: str | None = None,
+        notify: str | None = None,
+    ) -> RunRequest:
+        """Run the head against the base's merge base, reporting to this PR (and to a Slack channel)."""
         target = {
             "repository": self.repository,
             "pull_request": self.number,
             "head_sha": self.head_sha,
             "installation": installation,
         }
+        report_to: list[dict] = [{"github": target}]
+        if notify:
+            about = f"{self.repository}#{self.number}"
+            report_to.append({"slack": {"channel": notify, "pull_request": about}})
         return RunRequest(
             repository=self.repository,
             ref=self.head_sha,
             base=self.base_ref,
             tier=tier,
             requester=requester,
-            report_to=[{"github": target}],
+            report_to=report_to,
             subject=self.subject,
             trusted=not self.fork,
         )
@@ -86,7 +96,8 @@ def on_pull_request_update(event: Event, door: Door) -> str:
     superseded = door.pipeline.queue.cancel_subject(pull.subject, keep_sha=pull.head_sha)
     requester = Requester(name=pull.author, github_login=pull.author)
     try:
-        submission = door.pipeline.submit(pull.request(installation_of(event), requester))
+        notify = door.pipeline.settings.slack_notify.get(pull.repository)
+        submission = door.pipeline.submit(pull.request(installation_of(event), requester, notify=notify))
     except TierbotError as exc:
         return f"not run: {exc}"
     cancelled = f"; cancelled superseded runs {superseded}" if superseded else ""

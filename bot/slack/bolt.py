@@ -67,4 +67,10 @@ def create_bolt(pipeline: Pipeline) -> App:
             key += f":{action.get('action_ts')}"
         record(f"slack:{key}", "slack", "action", action["action_id"], body)
 
+    @app.event("app_home_opened")
+    def home_opened(ack, body: dict) -> None:
+        ack()
+        if body["event"].get("tab", "home") == "home":
+            record(f"slack:{body['event_id']}", "slack", "event", "app_home_opened", body)
+
     return app

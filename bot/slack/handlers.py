@@ -14,11 +14,14 @@ from bot.pipeline import Pipeline
 from bot.request import RunRequest
 from bot.slack import grammar
 from bot.slack.grammar import SlackCommand
-from bot.slack.views import log_text, run_line
-from bot.store.models import SlackChannel
+from bot.slack.views import home_view, log_text, no_runs_text, run_line
+from bot.store import Run
+from bot.store.models import SlackChannel, utcnow
 from bot.tiers import Requester
 
 RECENT_RUNS = 10
+HOME_RUNS = 40  # a Home view holds 100 blocks
+RECENT_SCAN = 500  # recent runs searched for the user's
 
 
 @dataclass
@@ -44,7 +47,8 @@ class Asker:
             for group in sorted(self.pipeline.tiers.slack_groups())
             if self.user in self.door.client.usergroups_users_list(usergroup=group).get("users", [])
         )
-        return Requester(name=self.name, slack_user=self.user, slack_groups=groups)
+        login = self.pipeline.settings.slack_github_logins.get(self.user)
+        return Requester(name=self.name, slack_user=self.user, slack_groups=groups, github_login=login)
 
     def reply(self, text: str, public: bool = False) -> str:
         self.pipeline.reports.post(
@@ -61,6 +65,8 @@ class Asker:
 
 
 def dispatch(event: Event, door: SlackDoor) -> str:
+    if event.name == "event":
+        return home(event.payload["event"]["user"], door)
     asker = Asker(door, event.payload)
     try:
         if event.name == "command":
@@ -94,9 +100,8 @@ def status(command: SlackCommand, asker: Asker) -> str:
     if command.run_id is not None:
         runs = [asker.pipeline.run(command.run_id)]
     else:
-        recent = asker.pipeline.recent_runs(100)
-        runs = [r for r in recent if r.requested_by.get("slack_user") == asker.user][:RECENT_RUNS]
-    text = "\n".join(run_line(run) for run in runs) or "You have no runs yet. Try `/run experiment BRANCH`."
+        runs = runs_of(asker.pipeline, asker.user, RECENT_RUNS)
+    text = "\n".join(run_line(run) for run in runs) or no_runs_text()
     return asker.reply(text)
 
 
@@ -117,6 +122,19 @@ def channel_repository(pipeline: Pipeline, channel: str | None) -> str | None:
     with pipeline.db.session() as s:
         found = s.scalars(select(SlackChannel.repository).where(SlackChannel.channel == channel)).first()
     return found or pipeline.settings.slack_default_repository
+
+
+def home(user: str, door: SlackDoor) -> str:
+    """The App Home tab: the user's recent runs. Publishing replaces the view, so a retry is harmless."""
+    runs = runs_of(door.pipeline, user, HOME_RUNS)
+    door.client.views_publish(user_id=user, view=home_view(runs, utcnow()))
+    return f"published the home of {user} with {len(runs)} runs"
+
+
+def runs_of(pipeline: Pipeline, user: str, limit: int) -> list[Run]:
+    """The user's newest runs (not the baselines their comparisons used)."""
+    recent = pipeline.recent_runs(RECENT_SCAN)
+    return [r for r in recent if r.requested_by.get("slack_user") == user and r.role != "baseline"][:limit]
 
 
 def cancel_button(action: dict, asker: Asker) -> str:

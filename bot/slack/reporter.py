@@ -20,7 +20,8 @@ class SlackReporter:
         comparison = pipeline.comparison_for(run.id)
         ctx = pipeline.report_context(comparison) if comparison is not None else None
         position = pipeline.queue.position(run.id)
-        message = run_message(run, comparison, ctx, utcnow(), position, pipeline.tiers)
+        about = report.target.get("pull_request")
+        message = run_message(run, comparison, ctx, utcnow(), position, pipeline.tiers, about)
         memo = dict(report.memo)
         if memo.get("ts"):
             self.client.chat_update(channel=memo["channel"], ts=memo["ts"], **message)

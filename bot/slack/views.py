@@ -7,7 +7,7 @@ from bot.compare import Comparison as Result
 from bot.render.slack import SLACK_MAX_BLOCKS, render_slack
 from bot.render.templates import template
 from bot.report import ReportContext
-from bot.runtext import progress
+from bot.runtext import progress, ref_label
 from bot.slack.grammar import USAGE
 from bot.store import Comparison, Run, RunState
 from bot.tiers import TierSet
@@ -32,7 +32,9 @@ def run_message(
     now: datetime,
     position: int,
     tiers: TierSet,
+    about: str | None = None,
 ) -> dict:
+    """`about`: what the run is for, e.g. the pull request `acme/models#7`."""
     texts = _texts()
     buttons = actions(run, tiers)
     if comparison is not None and comparison.state == "done" and run.run_state.terminal:
@@ -40,7 +42,8 @@ def run_message(
         return {"text": message["text"], "blocks": message["blocks"] + [buttons]}
     title, detail = state_text(run, comparison, now, position)
     line = (run.last_log_line or "").strip() if run.state == RunState.running else ""
-    blocks = [section(str(texts.label(run))), section(str(texts.status(run, title, detail, line)))]
+    label = texts.label(run, ref_label(run.ref, run.sha), about)
+    blocks = [section(str(label)), section(str(texts.status(run, title, detail, line)))]
     if run.run_state.terminal and run.state != RunState.succeeded and run.log_tail:
         blocks.append(section(log_text(run, "\n".join(run.log_tail.splitlines()[-TAIL_LINES:]))))
     return {"text": f"{title} · {run.experiment} run {run.id}", "blocks": blocks + [buttons]}
@@ -104,7 +107,11 @@ def log_text(run: Run, tail: str) -> str:
 
 
 def run_line(run: Run) -> str:
-    return str(_texts().run_line(run))
+    return str(_texts().run_line(run, ref_label(run.ref, run.sha)))
+
+
+def no_runs_text() -> str:
+    return str(_texts().no_runs())
 
 
 def help_text() -> str:
@@ -113,3 +120,11 @@ def help_text() -> str:
 
 def tiers_text(tiers: TierSet) -> str:
     return str(_texts().tiers(tiers.tiers))
+
+
+def home_view(runs: list[Run], now: datetime) -> dict:
+    blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": "Your recent runs"}}]
+    blocks += [section(run_line(run)) for run in runs] or [section(no_runs_text())]
+    when = now.strftime("%Y-%m-%d %H:%M UTC")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Updated {when}"}]})
+    return {"type": "home", "blocks": blocks}
