@@ -297,3 +297,13 @@ def test_pull_request_verdicts_reach_the_repositorys_channel(bot, slack, simple_
     (message,) = slack.messages("C0NOTIFY")
     assert "CHANGED" in message["blocks"][0]["text"]["text"]
     assert "simple" in message["text"]
+
+
+def test_a_failed_update_is_retried_as_an_update_never_reposted(bot, slack):
+    slack.fail_next("chat.update", error="internal_error", status=500, times=5)
+    command(bot, slack, "experiment better")
+    settle(bot)
+    (message,) = slack.messages(CHANNEL)
+    assert "CHANGED" in message["blocks"][0]["text"]["text"]
+    assert len(slack.calls("chat.postMessage")) == 1
+    assert [c.status for c in slack.calls("chat.update")].count(500) == 5
