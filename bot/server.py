@@ -72,7 +72,6 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         yield
         if socket_mode is not None:
             socket_mode.close()
-        await inbox.close()
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
@@ -119,7 +118,7 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
                 return answer("pong", 200, zen=payload.get("zen"))
             if not github.handles(event, action):
                 return answer("ignored", 202, event=event, action=action)
-            recorded = await inbox.record(delivery, "github", event, action, payload)
+            recorded = await inbox.record((delivery, "github", event, action, payload))
             if not recorded:
                 return answer("duplicate", 200, delivery=delivery)
             return answer("queued", 202, delivery=delivery)

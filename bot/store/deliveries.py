@@ -46,8 +46,8 @@ class Deliveries:
         # One statement executed for many rows: SQLAlchemy caches its compiled form and sends the rows as
         # multi-row VALUES ("insertmanyvalues"), so a batch costs one round trip and no new compile.
         statement = dialect_insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
-        with self.db.session() as s:
-            inserted = set(s.scalars(statement, rows))
+        with self.db.engine.begin() as connection:  # Core: no ORM session to set up for a bare insert
+            inserted = set(connection.execute(statement, rows).scalars())
         answers = []
         for delivery_id, *_ in items:
             answers.append(delivery_id in inserted)
