@@ -126,7 +126,11 @@ def test_help_is_answered_at_once_and_privately(bot, slack):
 
 def test_experiment_ends_as_one_updated_message_with_the_comparison(bot, slack):
     answer = command(bot, slack, "experiment better", trigger="t1")
-    assert answer.status_code == 200 and answer.json()["text"].startswith("On it")
+    assert answer.status_code == 200
+    assert (
+        answer.json()["text"]
+        == "On it: `/run experiment better`. 0 runs are ahead on tier `local`. Its message follows here."
+    )
     settle(bot)
     (message,) = slack.messages(CHANNEL)
     assert message["edits"] >= 2  # queued → running → … → the comparison, in place

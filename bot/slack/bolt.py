@@ -56,7 +56,14 @@ def create_bolt(pipeline: Pipeline) -> App:
             return
         new = record(f"slack:{body['trigger_id']}", "slack", "command", command.verb, body)
         said = f"`/run {body.get('text', '').strip()}`"
-        ack(response_type="ephemeral", text=f"On it: {said}." if new else f"Already on it: {said}.")
+        if not new:
+            ack(response_type="ephemeral", text=f"Already on it: {said}.")
+            return
+        ahead = ""
+        tier = command.tier or pipeline.tiers.default.name
+        if command.verb == "experiment" and tier in pipeline.tiers.names():  # an unknown one is answered later
+            ahead = f" {pipeline.queue.waiting_on(tier)} runs are ahead on tier `{tier}`."
+        ack(response_type="ephemeral", text=f"On it: {said}.{ahead} Its message follows here.")
 
     @app.action(re.compile(r"^tierbot_(cancel|rerun|logs)$"))
     def button(ack, body: dict, action: dict) -> None:

@@ -52,6 +52,12 @@ class Queue:
             )
             return (ahead or 0) + 1
 
+    def waiting_on(self, tier: str) -> int:
+        """Runs queued or running on a tier: what a new run there waits behind."""
+        with self.db.session() as s:
+            busy = [RunState.queued, RunState.running]
+            return s.scalar(select(func.count()).where(Run.state.in_(busy), Run.tier == tier)) or 0
+
     def claim(self, worker: str, only: set[int] | None = None) -> Run | None:
         """Take the oldest queued run on a tier with a free slot, or None."""
         with self.db.exclusive() as s:
