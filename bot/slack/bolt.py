@@ -61,7 +61,7 @@ def create_bolt(pipeline: Pipeline) -> App:
             return
         ahead = ""
         tier = command.tier or pipeline.tiers.default.name
-        if command.verb == "experiment" and tier in pipeline.tiers.names():  # an unknown one is answered later
+        if command.verb == "experiment" and tier in pipeline.tiers.names():  # unknown: answered later
             ahead = f" {pipeline.queue.waiting_on(tier)} runs are ahead on tier `{tier}`."
         ack(response_type="ephemeral", text=f"On it: {said}.{ahead} Its message follows here.")
 
