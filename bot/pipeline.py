@@ -19,6 +19,7 @@ from bot.errors import RunNotFound, TierbotError
 from bot.manifest import FileEntry, Manifest
 from bot.outputs import BlobStore
 from bot.report import ReportContext, render_html
+from bot.report_links import report_url
 from bot.request import RunRequest
 from bot.runtext import ref_label
 from bot.settings import Settings
@@ -268,7 +269,7 @@ class Pipeline:
             baseline_reused=comparison.baseline_reused,
             head_run_id=comparison.head_run_id,
             base_run_id=comparison.base_run_id,
-            report_url=comparison.report_path and Path(comparison.report_path).as_uri(),
+            report_url=report_url(self.settings, comparison.id, comparison.report_path),
         )
 
     # -- lookups for the doors ------------------------------------------------------------------------

@@ -8,16 +8,18 @@ import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from sqlalchemy import func, select, text
 
-from bot import __version__, github
+from bot import __version__, github, report_links
+from bot.errors import TierbotError
 from bot.github.signature import signature_valid
 from bot.inbox import Inbox
 from bot.pipeline import Pipeline
@@ -131,6 +133,19 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         except Exception as exc:  # the point of a health check is to say so, not to raise
             return JSONResponse({"status": "unhealthy", "database": str(exc)[:200]}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/reports/{comparison_id}")
+    def report(comparison_id: int, token: str = "") -> Response:
+        """The full HTML report of a comparison, for whoever holds its link (see `bot.report_links`)."""
+        if not report_links.valid(pipeline.settings, comparison_id, token):
+            return JSONResponse({"detail": "no such report"}, status_code=404)
+        try:
+            path = pipeline.comparison(comparison_id).report_path
+        except TierbotError:
+            path = None
+        if path is None or not Path(path).is_file():
+            return JSONResponse({"detail": "this report is not ready, or no longer kept"}, status_code=404)
+        return FileResponse(path, media_type="text/html")
 
     @app.get("/metrics")
     def metrics() -> Response:

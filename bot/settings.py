@@ -49,6 +49,14 @@ class Settings(BaseSettings):
         default_factory=dict, description='Slack user id → GitHub login, for attribution: {"U0123": "ada"}.'
     )
 
+    public_url: str | None = Field(
+        None,
+        description="Where `tierbot serve` is reachable, e.g. https://tierbot.example.com: report links.",
+    )
+    report_secret: SecretStr | None = Field(
+        None, description="Signs report links; a random one is kept in the data dir when unset."
+    )
+
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
     max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued runs.")

@@ -1,6 +1,7 @@
 """The GitHub door's outbound side: PyGithub against a fake GitHub over HTTP (App mode unless said),
 fed by really signed deliveries to a running `create_app`."""
 
+import re
 import time
 from pathlib import Path
 
@@ -176,3 +177,18 @@ def test_token_mode_posts_the_comment_without_check_runs(settings, hosted, tmp_p
         assert fake.calls("*", f"/repos/{REPO}/check-runs*") == []
     finally:
         running.stop()
+
+
+def test_the_comment_links_the_full_report_served_by_the_bot(bot, fake, simple_repo):
+    bot.pipeline.settings.public_url = bot.url + "/"
+    open_pull(fake, simple_repo)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    settle(bot)
+    (comment,) = fake.comments_on(REPO, 7)
+    link = re.search(r"\[full report\]\((http://[^)]+)\)", comment.body).group(1)
+    assert link.startswith(f"{bot.url}/reports/1?token=")
+    page = bot.client.get(link)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "simple" in page.text and "accuracy" in page.text
+    assert bot.client.get(f"{bot.url}/reports/1?token=0000").status_code == 404
+    assert bot.client.get(f"{bot.url}/reports/2?token={link.rsplit('=', 1)[1]}").status_code == 404
