@@ -44,3 +44,14 @@ def test_upgrade_from_the_first_schema_keeps_runs(url):
         run = s.get(Run, 1)
         assert (run.repository, run.state, run.subject) == ("r", "succeeded", None)
     new.dispose()
+
+
+def test_the_head_revision_is_known_without_alembic():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from bot.store.db import _MIGRATIONS, HEAD
+
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD

@@ -7,7 +7,9 @@ without touching the others. A file that cannot be compared becomes a `FileProbl
 the rest.
 """
 
+import importlib
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 from bot.compare.binary import compare_binary
@@ -22,7 +24,6 @@ from bot.compare.files import (
     size_change,
     sniff_kind,
 )
-from bot.compare.images import compare_image
 from bot.compare.jsondiff import compare_json
 from bot.compare.metrics import compare_metrics
 from bot.compare.model import (
@@ -36,7 +37,6 @@ from bot.compare.model import (
     TableDiff,
     TextDiff,
 )
-from bot.compare.tables import compare_table
 from bot.compare.text import compare_text
 from bot.compare.verdict import decide
 from bot.manifest import FileEntry, Manifest
@@ -52,20 +52,31 @@ __all__ = [
     "compare_outputs",
 ]
 
-COMPARERS: dict[FileKind, Callable[[Pair, Rules], Outcome]] = {
+# Tables (DuckDB) and images (numpy, Pillow) are imported when the first such file is compared:
+# commands that compare nothing, like `tierbot run`, start without them.
+COMPARERS: dict[FileKind, Callable[[Pair, Rules], Outcome] | str] = {
     "metrics": compare_metrics,
     "json": compare_json,
-    "image": compare_image,
-    "table": compare_table,
+    "image": "bot.compare.images:compare_image",
+    "table": "bot.compare.tables:compare_table",
     "text": compare_text,
     "binary": compare_binary,
 }
 
 
+@cache
+def comparer(kind: FileKind) -> Callable[[Pair, Rules], Outcome]:
+    found = COMPARERS[kind]
+    if isinstance(found, str):
+        module, _, name = found.partition(":")
+        found = getattr(importlib.import_module(module), name)
+    return found
+
+
 def _compare_pair(pair: Pair, rules: Rules) -> Outcome:
     """Dispatch by kind; any failure becomes a problem on this file alone."""
     try:
-        return COMPARERS[sniff_kind(pair, rules)](pair, rules)
+        return comparer(sniff_kind(pair, rules))(pair, rules)
     except FileUnreadable as exc:
         message = str(exc)
     except Exception as exc:  # one bad file must not hide the comparison of all the others

@@ -4,13 +4,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest revision: migration files are named NNNN_what.py and revision ids are their NNNN.
+HEAD = max(path.name[:4] for path in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 # Any constant: serializes migrations of several replicas starting at once on PostgreSQL.
 _MIGRATION_LOCK = 7_413_001
 
@@ -22,14 +23,25 @@ class Database:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.engine = _make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        if migrate:
+        if migrate and self.revision() != HEAD:
             self.migrate()
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
+    def revision(self) -> str | None:
+        """The schema's Alembic revision; None for an empty database."""
+        with self.engine.connect() as connection:
+            try:
+                return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except DBAPIError:
+                return None
+
     def migrate(self, revision: str = "head") -> None:
+        from alembic import command  # Alembic takes a quarter of a second to import; most starts skip it
+        from alembic.config import Config
+
         with self.engine.begin() as connection:
             if not self.is_sqlite:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
