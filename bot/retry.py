@@ -16,3 +16,13 @@ def retry_after(exc: Exception) -> float | None:
     except ValueError:
         return None
     return None
+
+
+def transient(exc: Exception) -> bool:
+    """Worth trying again later: a server error, a rate limit or a dropped connection (of GitHub, Slack
+    or the database), as opposed to a bad payload or a bug, which would fail the same way again."""
+    status = getattr(exc, "status", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return status >= 500 or status == 429 or retry_after(exc) is not None
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectionError", "TimeoutError", "RetryError", "OperationalError", "URLError"})

@@ -20,7 +20,7 @@ from bot.errors import TierbotError
 from bot.github.router import Door, Event
 from bot.outputs import OutputLimits, collect
 from bot.pipeline import Pipeline
-from bot.retry import retry_after
+from bot.retry import retry_after, transient
 from bot.spec import Spec
 from bot.store import Output, Run, RunState
 from bot.store.queue import HOST, LeaseLost
@@ -129,8 +129,13 @@ class Worker:
         try:
             outcome, state = self._dispatch(delivery.source, event), "done"
         except Exception as exc:  # a malformed payload or a bug: recorded on the delivery, the worker lives
-            log.exception("delivery %s failed", delivery.id)
             outcome, state = f"failed: {type(exc).__name__}: {exc}", "failed"
+            if transient(exc):  # GitHub or Slack down for a moment: handled again later, not lost
+                delay = max(2.0**delivery.attempts, retry_after(exc) or 0)
+                log.warning("delivery %s: %s; again in %.0f s", delivery.id, outcome, delay)
+                self.pipeline.deliveries.retry_later(delivery.id, outcome, delay)
+                return True
+            log.exception("delivery %s failed", delivery.id)
         self.pipeline.deliveries.finish(delivery.id, state, outcome)
         return True
 

@@ -126,6 +126,16 @@ def test_help_is_acknowledged_and_answered_once_through_a_502(bot, fake, simple_
     assert len(replies(fake)) == 1 and len(asked.reactions) == 1
 
 
+def test_a_command_whose_github_read_failed_is_handled_again_later(bot, fake, simple_repo):
+    open_pull(fake, simple_repo)
+    fake.fail_next("GET", f"/repos/{REPO}/pulls/7", status=502)
+    _, payload = comment(bot, fake, "/run experiment", delivery="flaky")
+    settle(bot)
+    delivery = bot.pipeline.deliveries.get("flaky")
+    assert (delivery.state, delivery.attempts) == ("done", 2)
+    assert [r.state for r in heads(bot)] == [RunState.succeeded]  # one run, not two
+
+
 def test_experiment_on_an_unknown_or_forbidden_tier_is_refused_with_the_usable_tiers(bot, fake, simple_repo):
     open_pull(fake, simple_repo)
     fake.set_permission(REPO, "octocat", "write")

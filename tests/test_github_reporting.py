@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.github.views import described_sha
 from bot.pipeline import Pipeline
-from bot.store import Report, RunState
+from bot.store import Delivery, Report, RunState
 from bot.worker import Worker
 
 from .conftest import GitRepo
@@ -68,9 +68,11 @@ def settle(bot: Bot, timeout: float = 30) -> None:
             pass
         with bot.pipeline.db.session() as s:
             pending = list(s.scalars(select(Report).where(Report.synced_version < Report.version)))
+            unhandled = s.scalars(select(Delivery).where(Delivery.state.in_(["pending", "processing"])))
+            pending += [f"delivery {d.id}: {d.outcome}" for d in unhandled]
         if not pending:
             return
-        assert time.monotonic() < deadline, [r.error for r in pending]
+        assert time.monotonic() < deadline, [getattr(r, "error", r) for r in pending]
         time.sleep(0.2)
 
 

@@ -77,6 +77,10 @@ def on_comment(event: Event, door: Door) -> str:
     if not found:
         return "no command"
     who = Commenter(door, event)
+    if any(command.verb not in ("help", "invalid") for command in found):
+        # Every read of GitHub before any command acts: should one fail, the delivery is handled again
+        # later, and no command has run twice.
+        _ = who.pull, who.requester
     answers = [(command, answer(command, who)) for command in found]
     replies = [(command.line, a.reply) for command, a in answers if a.reply]
     text = None

@@ -87,6 +87,15 @@ class Deliveries:
                 .values(state=state, outcome=outcome[:4000], processed_at=utcnow(), lease_expires_at=None)
             )
 
+    def retry_later(self, delivery_id: str, outcome: str, delay: float) -> None:
+        """Handle it again after `delay` seconds (as if its handler had died), until attempts run out."""
+        with self.db.session() as s:
+            s.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(outcome=outcome[:4000], lease_expires_at=utcnow() + timedelta(seconds=delay))
+            )
+
     def get(self, delivery_id: str) -> Delivery | None:
         with self.db.session() as s:
             return s.get(Delivery, delivery_id)
