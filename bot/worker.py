@@ -159,7 +159,7 @@ class Worker:
         if source == "slack":
             from bot.slack.handlers import SlackDoor, dispatch
 
-            return dispatch(event, SlackDoor(self.pipeline, self._slack_client()))
+            return dispatch(event, SlackDoor(self.pipeline, self._slack_client(), self._github_api()))
         return github.dispatch(event, Door(self.pipeline, self._github_api()))
 
     def _slack_client(self):

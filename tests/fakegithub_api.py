@@ -149,6 +149,23 @@ def get_repo(world: World, call: Call) -> Reply:
     return Reply(200, world.repo_json(repo_of(world, call)))
 
 
+@route("GET", "/repos/{owner}/{repo}/pulls")
+def list_pulls(world: World, call: Call) -> Reply:
+    """`state` (open, closed, all; default open) and `head` (`owner:branch`) filters, oldest first."""
+    repo, query = repo_of(world, call), call.query
+    pulls = [p for (name, _), p in sorted(world.pulls.items()) if name == repo.full_name]
+    state = query.get("state", "open")
+    pulls = [p for p in pulls if state == "all" or p.state == state]
+    if "head" in query:
+        owner, _, branch = query["head"].partition(":")
+        pulls = [
+            p
+            for p in pulls
+            if p.head_ref == branch and (p.user.login if p.fork else repo.owner.login) == owner
+        ]
+    return paginate(world, call, [world.pull_json(p) for p in pulls])
+
+
 @route("GET", "/repos/{owner}/{repo}/pulls/{number:int}")
 def get_pull(world: World, call: Call) -> Reply:
     return Reply(200, world.pull_json(pull_of(world, call, repo_of(world, call))))

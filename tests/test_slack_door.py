@@ -311,3 +311,21 @@ def test_a_failed_update_is_retried_as_an_update_never_reposted(bot, slack):
     assert "CHANGED" in message["blocks"][0]["text"]["text"]
     assert len(slack.calls("chat.postMessage")) == 1
     assert [c.status for c in slack.calls("chat.update")].count(500) == 5
+
+
+def test_a_branch_with_a_pull_request_reports_to_it_too(bot, slack, simple_repo):
+    with FakeGitHub() as github:
+        github.add_repo("acme/models", installation_id=1001)
+        github.add_pull("acme/models", 7, head_sha=sha_of(simple_repo, "better"), head_ref="better")
+        settings = bot.pipeline.settings
+        settings.github_api_url, settings.github_app_id = github.url, github.app_id
+        settings.github_private_key = SecretStr(github.app_private_key_pem)
+        command(bot, slack, "experiment better")
+        settle(bot)
+        (sticky,) = github.comments_on("acme/models", 7)
+        (check,) = github.checks_for("acme/models", sha_of(simple_repo, "better"))
+    assert "CHANGED" in sticky.body and check.conclusion == "neutral"
+    (message,) = slack.messages(CHANNEL)
+    link = f"<{github.url}/acme/models/pull/7|acme/models#7>"
+    assert any(link in json.dumps(block) for block in message["blocks"])
+    assert bot.pipeline.run(1).subject == "github:acme/models#7"  # a push to the PR supersedes it

@@ -50,6 +50,15 @@ class GitHubApi:
         settings = self.settings
         return Auth.AppAuth(settings.github_app_id, settings.github_private_key.get_secret_value())
 
+    def _integration(self) -> GithubIntegration:
+        return GithubIntegration(
+            auth=self._app_auth(),
+            base_url=self.settings.github_api_url,
+            retry=self.settings.github_retries,
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+        )
+
     def _auth(self, installation: int | None) -> Auth.Auth:
         if self.app_mode:
             if installation is None:
@@ -66,17 +75,29 @@ class GitHubApi:
         """Whose comments are ours: the App's `slug[bot]`, or the token's user."""
         if installation not in self._logins:
             if self.app_mode:
-                integration = GithubIntegration(
-                    auth=self._app_auth(),
-                    base_url=self.settings.github_api_url,
-                    retry=self.settings.github_retries,
-                    seconds_between_requests=None,
-                    seconds_between_writes=None,
-                )
-                self._logins[installation] = f"{integration.get_app().slug}[bot]"
+                self._logins[installation] = f"{self._integration().get_app().slug}[bot]"
             else:
                 self._logins[installation] = self.client(installation).get_user().login
         return self._logins[installation]
+
+    @property
+    def configured(self) -> bool:
+        return self.app_mode or self.settings.github_token is not None
+
+    def installation_for(self, full_name: str) -> int | None:
+        """The App's installation on a repository (None in token mode)."""
+        if not self.app_mode:
+            return None
+        owner, _, name = full_name.partition("/")
+        return self._integration().get_repo_installation(owner, name).id
+
+    def open_pull(self, full_name: str, branch: str):
+        """(installation, the open PullRequest whose head is this branch of the repository itself) or None."""
+        installation = self.installation_for(full_name)
+        owner = full_name.partition("/")[0]
+        pulls = self.repo(installation, full_name).get_pulls(state="open", head=f"{owner}:{branch}")
+        first = next(iter(pulls), None)
+        return (installation, first) if first is not None else None
 
     @staticmethod
     def role(repo: Repository, login: str) -> str | None:

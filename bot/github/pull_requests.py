@@ -29,6 +29,7 @@ class PullInfo:
     fork: bool
     open: bool
     draft: bool
+    url: str | None = None  # the PR's page
 
     @classmethod
     def from_payload(cls, repository: str, pr: dict) -> "PullInfo":
@@ -42,6 +43,7 @@ class PullInfo:
             fork=head_repo != repository,
             open=pr.get("state", "open") == "open",
             draft=bool(pr.get("draft")),
+            url=pr.get("html_url"),
         )
 
     @classmethod
@@ -71,7 +73,7 @@ class PullInfo:
         report_to: list[dict] = [{"github": target}]
         if notify:
             about = f"{self.repository}#{self.number}"
-            report_to.append({"slack": {"channel": notify, "pull_request": about}})
+            report_to.append({"slack": {"channel": notify, "pull_request": about, "pull_url": self.url}})
         return RunRequest(
             repository=self.repository,
             ref=self.head_sha,

@@ -2,6 +2,7 @@
 person who asked, privately, through the report outbox (`slack_reply`); runs report to their channel
 through their live message (`slack`)."""
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -9,6 +10,8 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 
 from bot.errors import TierbotError
+from bot.github.client import GitHubApi
+from bot.github.pull_requests import PullInfo
 from bot.github.router import Event
 from bot.pipeline import Pipeline
 from bot.request import RunRequest
@@ -19,6 +22,7 @@ from bot.store import Run
 from bot.store.models import SlackChannel, utcnow
 from bot.tiers import Requester
 
+log = logging.getLogger(__name__)
 RECENT_RUNS = 10
 HOME_RUNS = 40  # a Home view holds 100 blocks
 RECENT_SCAN = 500  # recent runs searched for the user's
@@ -28,6 +32,7 @@ RECENT_SCAN = 500  # recent runs searched for the user's
 class SlackDoor:
     pipeline: Pipeline
     client: WebClient
+    github: GitHubApi | None = None  # to find a branch's pull request, when GitHub is configured
 
 
 class Asker:
@@ -84,16 +89,37 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
         raise TierbotError(
             "Which repository? Add `in OWNER/REPO`, or set this channel's with `/run use OWNER/REPO`."
         )
-    request = RunRequest(
-        repository=repository,
-        ref=command.branch or "HEAD",
-        base=command.base or ("main" if command.branch else None),
-        tier=command.tier,
-        requester=asker.requester(),
-        report_to=[{"slack": {"channel": asker.channel, "user": asker.user}}],
-    )
+    pull = pull_request_of(asker.door, repository, command.branch)
+    if pull is not None:  # its sticky comment and check run show this run too, and the message links it
+        installation, info = pull
+        request = info.request(installation, asker.requester(), command.tier, notify=asker.channel)
+        request.base = command.base or request.base
+    else:
+        request = RunRequest(
+            repository=repository,
+            ref=command.branch or "HEAD",
+            base=command.base or ("main" if command.branch else None),
+            tier=command.tier,
+            requester=asker.requester(),
+            report_to=[{"slack": {"channel": asker.channel}}],
+        )
     submission = asker.pipeline.submit(request)
     return f"queued run {submission.head.id}"
+
+
+def pull_request_of(door: SlackDoor, repository: str, branch: str | None) -> tuple | None:
+    """(installation, PullInfo) of the branch's open pull request, if GitHub is configured and it has one."""
+    if branch is None or door.github is None or not door.github.configured or "/" not in repository:
+        return None
+    try:
+        found = door.github.open_pull(repository, branch)
+    except Exception as exc:  # GitHub unreachable: the run goes ahead, just without the PR
+        log.warning("could not look up the pull request of %s:%s: %s", repository, branch, exc)
+        return None
+    if found is None:
+        return None
+    installation, pull = found
+    return installation, PullInfo.from_api(repository, pull)
 
 
 def status(command: SlackCommand, asker: Asker) -> str:

@@ -20,8 +20,17 @@ class SlackReporter:
         comparison = pipeline.comparison_for(run.id)
         ctx = pipeline.report_context(comparison) if comparison is not None else None
         position = pipeline.queue.position(run.id)
-        about = report.target.get("pull_request")
-        message = run_message(run, comparison, ctx, utcnow(), position, pipeline.tiers, about)
+        target = report.target
+        message = run_message(
+            run,
+            comparison,
+            ctx,
+            utcnow(),
+            position,
+            pipeline.tiers,
+            target.get("pull_request"),
+            target.get("pull_url"),
+        )
         memo = dict(report.memo)
         if memo.get("ts"):
             self.client.chat_update(channel=memo["channel"], ts=memo["ts"], **message)

@@ -25,6 +25,10 @@ def section(text: str) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
 
 
+def context(text: str) -> dict:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
 def run_message(
     run: Run,
     comparison: Comparison | None,
@@ -33,16 +37,19 @@ def run_message(
     position: int,
     tiers: TierSet,
     about: str | None = None,
+    about_url: str | None = None,
 ) -> dict:
-    """`about`: what the run is for, e.g. the pull request `acme/models#7`."""
+    """`about`: what the run is for, e.g. the pull request `acme/models#7` (at `about_url`)."""
     texts = _texts()
     buttons = actions(run, tiers)
     if comparison is not None and comparison.state == "done" and run.run_state.terminal:
-        message = render_slack(Result.model_validate(comparison.result), ctx, max_blocks=SLACK_MAX_BLOCKS - 1)
-        return {"text": message["text"], "blocks": message["blocks"] + [buttons]}
+        pull = [context(str(texts.pull_line(about, about_url)))] if about else []
+        room = SLACK_MAX_BLOCKS - 1 - len(pull)
+        message = render_slack(Result.model_validate(comparison.result), ctx, max_blocks=room)
+        return {"text": message["text"], "blocks": message["blocks"] + pull + [buttons]}
     title, detail = state_text(run, comparison, now, position)
     line = (run.last_log_line or "").strip() if run.state == RunState.running else ""
-    label = texts.label(run, ref_label(run.ref, run.sha), about)
+    label = texts.label(run, ref_label(run.ref, run.sha), about, about_url)
     blocks = [section(str(label)), section(str(texts.status(run, title, detail, line)))]
     if run.run_state.terminal and run.state != RunState.succeeded and run.log_tail:
         blocks.append(section(log_text(run, "\n".join(run.log_tail.splitlines()[-TAIL_LINES:]))))
@@ -126,5 +133,5 @@ def home_view(runs: list[Run], now: datetime) -> dict:
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": "Your recent runs"}}]
     blocks += [section(run_line(run)) for run in runs] or [section(no_runs_text())]
     when = now.strftime("%Y-%m-%d %H:%M UTC")
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Updated {when}"}]})
+    blocks.append(context(f"Updated {when}"))
     return {"type": "home", "blocks": blocks}
