@@ -183,6 +183,8 @@ def test_cancel_button_cancels_and_the_message_says_so(bot, slack):
     (message,) = slack.messages(CHANNEL)
     cancel = message["blocks"][-1]["elements"][0]
     assert cancel["action_id"] == "tierbot_cancel"
+    button = {"action_id": "tierbot_cancel", "type": "button", "value": cancel["value"]}
+    assert click(bot, slack, button, user="U0ADA").status_code == 200  # not Ada's run
     for _ in range(2):  # a double click
         assert (
             click(
@@ -191,10 +193,11 @@ def test_cancel_button_cancels_and_the_message_says_so(bot, slack):
             == 200
         )
     settle(bot)
+    assert "Run 1 is <@U0BOB>'s; only they can cancel it." in said(slack, "click")
     assert bot.pipeline.run(1).state == RunState.cancelled
     (message,) = slack.messages(CHANNEL)
     assert "cancelled" in json.dumps(message["blocks"])
-    assert count(bot.pipeline, Delivery, Delivery.event == "action") == 1
+    assert count(bot.pipeline, Delivery, Delivery.event == "action") == 2  # Ada's, and Bob's double click
 
 
 def test_stale_or_unsigned_requests_are_refused(bot, slack):

@@ -1,7 +1,7 @@
 """The Slack app's front: slack-bolt verifies each request (signature, 5-minute window), and every
 listener answers within Slack's 3 seconds by parsing and recording only; workers do the rest.
 
-A slash command is recorded once per `trigger_id` and a button once per (run, action, choice), so
+A slash command is recorded once per `trigger_id` and a button once per (action, choice, user), so
 Slack's retries and double clicks never start a second run.
 """
 
@@ -69,7 +69,7 @@ def create_bolt(pipeline: Pipeline) -> App:
     def button(ack, body: dict, action: dict) -> None:
         ack()
         choice = (action.get("selected_option") or {}).get("value") or action.get("value", "")
-        key = f"{action['action_id']}:{choice}"
+        key = f"{action['action_id']}:{choice}:{body['user']['id']}"  # a double click is one click
         if action["action_id"] == "tierbot_logs":  # every click shows the log as it is now
             key += f":{action.get('action_ts')}"
         record(f"slack:{key}", "slack", "action", action["action_id"], body)

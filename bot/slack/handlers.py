@@ -132,8 +132,16 @@ def status(command: SlackCommand, asker: Asker) -> str:
 
 
 def cancel(command: SlackCommand, asker: Asker) -> str:
-    run = asker.pipeline.queue.cancel(command.run_id)
+    run = cancel_own(asker, command.run_id)
     return asker.reply(f"Cancelling run {run.id}.")
+
+
+def cancel_own(asker: Asker, run_id: int) -> Run:
+    """Someone's run is theirs to cancel; a run nobody started from Slack (a PR's) anyone may."""
+    owner = asker.pipeline.run(run_id).requested_by.get("slack_user")
+    if owner and owner != asker.user:
+        raise TierbotError(f"Run {run_id} is <@{owner}>'s; only they can cancel it.")
+    return asker.pipeline.queue.cancel(run_id)
 
 
 def use(command: SlackCommand, asker: Asker) -> str:
@@ -164,7 +172,7 @@ def runs_of(pipeline: Pipeline, user: str, limit: int) -> list[Run]:
 
 
 def cancel_button(action: dict, asker: Asker) -> str:
-    run = asker.pipeline.queue.cancel(int(action["value"]))
+    run = cancel_own(asker, int(action["value"]))
     return f"cancelling run {run.id}"  # the live message shows it
 
 
