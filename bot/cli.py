@@ -176,12 +176,18 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20) -> None:
 
 @app.command()
 def show(run_id: Annotated[int, typer.Argument(metavar="RUN")]) -> None:
-    """Show one run: its state, reason, outputs and log tail."""
+    """Show one run: its state, reason, where it is reported, outputs and log tail."""
     pipeline = _pipeline()
     r = pipeline.run(run_id)
     console.print(f"[bold]Run {r.id}[/] {r.role} · {escape(r.repository)} · {escape(r.ref or '')} @ {r.sha}")
     console.print(f"experiment {r.experiment} · tier {r.tier} · attempts {r.attempts}")
     _print_run_end(r)
+    for report in pipeline.reports.of_run(run_id):
+        if report.synced_version >= report.version:
+            console.print(f"reported to {report.door}: up to date")
+        else:
+            trouble = f" ({report.attempts} failed attempts: {report.error})" if report.error else ""
+            console.print(f"[yellow]reported to {report.door}: behind{escape(trouble)}[/]")
     outputs = pipeline.outputs(run_id)
     if outputs:
         table = Table("output", "size", "hash")

@@ -2,6 +2,8 @@
 deliveries shaped like GitHub's, repositories served from local bare repos (TIERBOT_GIT_URL_TEMPLATE)."""
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -333,3 +335,16 @@ def test_serve_with_workers_and_replay(settings, hosted, simple_repo, tmp_path):
             time.sleep(0.1)
     finally:
         running.stop()
+
+
+def test_show_tells_when_a_run_could_not_be_reported(bot, simple_repo, settings):
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    bot.drain()  # the run ends; its report to GitHub fails: no credentials are configured
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
+    env |= {"TIERBOT_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "bot", "show", "1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == 0, shown.stderr
+    behind = r"reported to github: behind \(\d+ failed attempts: TierbotError: No GitHub credentials"
+    assert re.search(behind, shown.stdout), shown.stdout
