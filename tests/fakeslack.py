@@ -11,7 +11,9 @@
 
 It is stateful (messages per channel with their edits, ephemerals, Home views, users, user groups; see
 `fakeslack_api.Workspace`), authenticates like Slack (the bot token `token` as `Authorization: Bearer` or
-a `token` field; none → `not_authed`, wrong → `invalid_auth`, both with HTTP 200), reads JSON and
+a `token` field; none → `not_authed`, wrong → `invalid_auth`, both with HTTP 200; `apps.connections.open`
+wants the app-level `app_token` instead, and a token of the wrong kind is `not_allowed_token_type`; that
+method answers a URL of a running `fakeslack_socket.FakeSocketMode`), reads JSON and
 form-encoded bodies (a form's `blocks`/`attachments`/`view`/`metadata` are JSON strings), enforces Block
 Kit limits as Slack does (`invalid_blocks` with the details in `errors` and `response_metadata.messages`),
 records every request in `requests`, serves `response_url(name)` for slash commands and interactions,
@@ -62,7 +64,7 @@ from urllib.parse import parse_qsl
 
 import uvicorn
 
-from .fakeslack_api import METHODS, Reply, SlackError, Workspace, check_message
+from .fakeslack_api import APP_TOKEN_METHODS, METHODS, Reply, SlackError, Workspace, check_message
 
 RESPONSE_URL = "response_url"  # the `method` recorded for posts to a response_url
 JSON_FIELDS = {  # form fields that carry JSON, and Slack's error when they don't parse
@@ -262,7 +264,7 @@ class FakeSlack(Workspace):
                 return Reply(404, "Not Found")
             if problem is not None:
                 raise problem
-            self._authenticate(headers, args)
+            self._authenticate(method, headers, args)
             handler = METHODS.get(method)
             if handler is None:
                 raise SlackError("unknown_method", req_method=method)
@@ -285,11 +287,14 @@ class FakeSlack(Workspace):
         self._responses.setdefault(name, []).append(payload)
         return Reply(200, "ok")
 
-    def _authenticate(self, headers: dict, args: dict) -> None:
+    def _authenticate(self, method: str, headers: dict, args: dict) -> None:
         scheme, _, credential = headers.get("authorization", "").partition(" ")
         token = credential.strip() if scheme.lower() == "bearer" else ""
         token = token or str(args.get("token", "")).strip()
         if not token:
             raise SlackError("not_authed")
-        if token != self.token:
-            raise SlackError("invalid_auth")
+        if token == (self.app_token if method in APP_TOKEN_METHODS else self.token):
+            return
+        if token in (self.token, self.app_token):  # a good token, of the wrong kind for this method
+            raise SlackError("not_allowed_token_type")
+        raise SlackError("invalid_auth")

@@ -8,6 +8,7 @@ users have reported from Slack; where that wording is unknown, a comment says so
 import copy
 import itertools
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ KNOWN_BLOCKS = {
     "markdown",
 }
 TEXT_TYPES = {"plain_text", "mrkdwn"}
+APP_TOKEN_METHODS = {"apps.connections.open"}  # called with the app-level token (xapp-…), not the bot's
 
 
 @dataclass
@@ -54,6 +56,9 @@ class Workspace:
         self.lock = threading.RLock()
         self.team_id, self.team, self.bot_user_id, self.bot_id = team_id, team, bot_user_id, "B0BOT"
         self.token = "xoxb-1000-2000-fakeslacktoken"
+        self.app_token = "xapp-1-A0FAKE-1000-fakeslackapptoken"  # Socket Mode: see fakeslack_socket
+        self.socket_url: str | None = None  # set by a running FakeSocketMode
+        self.socket_tickets: set[str] = set()  # issued by apps.connections.open, each good for one link
         self.users: dict[str, dict] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.channels: dict[str, dict] = {}
@@ -239,6 +244,16 @@ def auth_test(ws: Workspace, args: dict) -> dict:
         "bot_id": ws.bot_id,
         "is_enterprise_install": False,
     }
+
+
+@method("apps.connections.open")
+def apps_connections_open(ws: Workspace, args: dict) -> dict:
+    """A one-time websocket URL shaped like Slack's (wss://wss-primary.slack.com/link/?ticket=…&app_id=…)."""
+    if ws.socket_url is None:  # not Slack's behaviour: the test started no FakeSocketMode
+        raise SlackError("internal_error", ["no FakeSocketMode is running"])
+    ticket = uuid.uuid4().hex
+    ws.socket_tickets.add(ticket)
+    return {"url": f"{ws.socket_url}?ticket={ticket}&app_id=A0FAKE"}
 
 
 @method("chat.postMessage")
