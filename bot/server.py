@@ -4,6 +4,7 @@
 environment here, so tests and several replicas can build as many apps as they like.
 """
 
+import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
+from slack_sdk.errors import SlackApiError
 from sqlalchemy import func, select, text
 
 from bot import __version__, github, report_links
@@ -70,17 +72,19 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         ]
         for thread in threads:
             thread.start()
-        socket_mode = _socket_mode(pipeline, bolt) if bolt is not None else None
+        # Opening and closing the websocket block for seconds: not on the event loop.
+        socket_mode = await asyncio.to_thread(_socket_mode, pipeline, bolt) if bolt is not None else None
         yield
         if socket_mode is not None:
-            socket_mode.close()
+            await asyncio.to_thread(socket_mode.close)
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
 
-    bolt = create_bolt(pipeline) if pipeline.settings.slack_signing_secret else None
+    settings = pipeline.settings
+    bolt = create_bolt(pipeline) if settings.slack_signing_secret or settings.slack_app_token else None
     app = FastAPI(title="tierbot", version=__version__, lifespan=lifespan)
-    if bolt is not None:
+    if settings.slack_signing_secret is not None:  # HTTP mode; Socket Mode alone needs no public route
 
         @app.post("/slack/events")
         async def slack_events(request: Request) -> Response:
@@ -162,5 +166,11 @@ def _socket_mode(pipeline: Pipeline, bolt):
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     handler = SocketModeHandler(bolt, token.get_secret_value())
-    handler.connect()
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        raise TierbotError(
+            f"Slack refused TIERBOT_SLACK_APP_TOKEN for Socket Mode ({exc.response.get('error')}): it "
+            f"must be an app-level token (xapp-…) with the connections:write scope."
+        ) from None
     return handler

@@ -1,6 +1,7 @@
 """The GitHub door's inbound side, on the wire: a real uvicorn server on loopback, really signed
 deliveries shaped like GitHub's, repositories served from local bare repos (TIERBOT_GIT_URL_TEMPLATE)."""
 
+import contextlib
 import json
 import os
 import re
@@ -40,11 +41,17 @@ class Bot:
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(create_app(pipeline, workers=workers), log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
         self.thread.start()
         while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the bot did not start (its lifespan failed; see the log)")
             time.sleep(0.01)
         self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def _serve(self, sock: socket.socket) -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when the app's startup fails
+            self.server.run(sockets=[sock])
 
     def deliver(
         self,

@@ -22,7 +22,7 @@ from .fakeslack import FakeSlack
 from .fakeslack_socket import FakeSocketMode
 from .test_github_reporting import settle
 from .test_github_webhook import Bot, hosted  # noqa: F401  (hosted: fixture)
-from .test_slack_door import CHANNEL, SIGNING_SECRET, TIERS
+from .test_slack_door import CHANNEL, TIERS
 
 
 @pytest.fixture
@@ -49,8 +49,7 @@ def bot(settings, hosted, tmp_path, slack, socket_mode):  # noqa: F811
             "tiers_file": tiers,
             "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
             "slack_bot_token": SecretStr(slack.token),
-            "slack_signing_secret": SecretStr(SIGNING_SECRET),
-            "slack_app_token": SecretStr(slack.app_token),
+            "slack_app_token": SecretStr(slack.app_token),  # and no signing secret: Socket Mode alone
             "slack_api_url": slack.url + "/api/",
             "slack_default_repository": "acme/models",
         }
@@ -100,6 +99,21 @@ def test_a_slash_command_is_acked_on_the_socket_then_ends_as_the_comparison(bot,
     head = bot.pipeline.run(1)
     assert (head.state, head.requested_by["slack_user"], head.ref) == (RunState.succeeded, "U0BOB", "better")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert bot.client.post("/slack/events", content="x").status_code == 404  # no public route needed
+
+
+def test_a_wrong_app_token_stops_the_start_with_a_clear_error(settings, slack, socket_mode, capfd):
+    settings = settings.model_copy(
+        update={
+            "slack_bot_token": SecretStr(slack.token),
+            "slack_app_token": SecretStr("xapp-1-wrong"),
+            "slack_api_url": slack.url + "/api/",
+        }
+    )
+    with pytest.raises(RuntimeError, match="did not start"):
+        Bot(Pipeline(settings))
+    logged = capfd.readouterr().err  # uvicorn's log of the failed startup
+    assert "Slack refused TIERBOT_SLACK_APP_TOKEN for Socket Mode (invalid_auth)" in logged
 
 
 def test_a_click_and_an_event_over_the_socket_are_acked_and_handled(bot, slack, socket_mode):

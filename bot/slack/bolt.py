@@ -33,9 +33,12 @@ def web_client(settings: Settings) -> WebClient:
 
 def create_bolt(pipeline: Pipeline) -> App:
     settings = pipeline.settings
+    secret = settings.slack_signing_secret
     app = App(
         client=web_client(settings),
-        signing_secret=settings.slack_signing_secret.get_secret_value(),
+        signing_secret=secret.get_secret_value() if secret else None,
+        # Without a signing secret there is no HTTP route, only Socket Mode's authenticated websocket.
+        request_verification_enabled=secret is not None,
         process_before_response=True,  # listeners only record; the answer carries their ack
         token_verification_enabled=False,  # no call to Slack while the server starts
     )
