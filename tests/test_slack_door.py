@@ -263,6 +263,7 @@ def event(bot: Bot, body: dict) -> httpx.Response:
 
 
 def test_status_and_the_app_home_list_the_users_runs(bot, slack):
+    bot.pipeline.settings.public_url = bot.url
     command(bot, slack, "status", trigger="empty")
     command(bot, slack, "experiment better")
     settle(bot)
@@ -288,7 +289,10 @@ def test_status_and_the_app_home_list_the_users_runs(bot, slack):
     assert "✅ run 1 · *simple* · `better @ " in said(slack, "mine")
     view = slack.home("U0BOB")
     assert view["blocks"][0]["text"]["text"] == "Your recent runs"
-    assert "run 1" in view["blocks"][1]["text"]["text"] and len(slack.calls("views.publish")) == 1
+    line = view["blocks"][1]["text"]["text"]
+    assert "run 1" in line and " · CHANGED · <" in line and len(slack.calls("views.publish")) == 1
+    report = line.split("<", 1)[1].split("|", 1)[0]
+    assert report.startswith(f"{bot.url}/reports/1?token=") and bot.client.get(report).status_code == 200
 
 
 def test_pull_request_verdicts_reach_the_repositorys_channel(bot, slack, simple_repo):

@@ -127,7 +127,7 @@ def status(command: SlackCommand, asker: Asker) -> str:
         runs = [asker.pipeline.run(command.run_id)]
     else:
         runs = runs_of(asker.pipeline, asker.user, RECENT_RUNS)
-    text = "\n".join(run_line(run) for run in runs) or no_runs_text()
+    text = "\n".join(line_of(asker.pipeline, run) for run in runs) or no_runs_text()
     return asker.reply(text)
 
 
@@ -160,9 +160,16 @@ def channel_repository(pipeline: Pipeline, channel: str | None) -> str | None:
 
 def home(user: str, door: SlackDoor) -> str:
     """The App Home tab: the user's recent runs. Publishing replaces the view, so a retry is harmless."""
-    runs = runs_of(door.pipeline, user, HOME_RUNS)
-    door.client.views_publish(user_id=user, view=home_view(runs, utcnow()))
-    return f"published the home of {user} with {len(runs)} runs"
+    lines = [line_of(door.pipeline, run) for run in runs_of(door.pipeline, user, HOME_RUNS)]
+    door.client.views_publish(user_id=user, view=home_view(lines, utcnow()))
+    return f"published the home of {user} with {len(lines)} runs"
+
+
+def line_of(pipeline: Pipeline, run: Run) -> str:
+    comparison = pipeline.comparison_for(run.id)
+    if comparison is None or comparison.state != "done":
+        return run_line(run)
+    return run_line(run, comparison.verdict, pipeline.report_context(comparison).report_url)
 
 
 def runs_of(pipeline: Pipeline, user: str, limit: int) -> list[Run]:

@@ -113,8 +113,10 @@ def log_text(run: Run, tail: str) -> str:
     return str(_texts().log(run, tail))
 
 
-def run_line(run: Run) -> str:
-    return str(_texts().run_line(run, ref_label(run.ref, run.sha)))
+def run_line(run: Run, verdict: str | None = None, report_url: str | None = None) -> str:
+    """One line per run; with its comparison's verdict, and a link to its report when it has a web one."""
+    link = report_url if report_url and report_url.startswith(("https://", "http://")) else None
+    return str(_texts().run_line(run, ref_label(run.ref, run.sha), verdict, link))
 
 
 def no_runs_text() -> str:
@@ -129,9 +131,10 @@ def tiers_text(tiers: TierSet) -> str:
     return str(_texts().tiers(tiers.tiers))
 
 
-def home_view(runs: list[Run], now: datetime) -> dict:
+def home_view(lines: list[str], now: datetime) -> dict:
+    """The App Home tab: `run_line`s, newest first."""
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": "Your recent runs"}}]
-    blocks += [section(run_line(run)) for run in runs] or [section(no_runs_text())]
+    blocks += [section(line) for line in lines] or [section(no_runs_text())]
     when = now.strftime("%Y-%m-%d %H:%M UTC")
     blocks.append(context(f"Updated {when}"))
     return {"type": "home", "blocks": blocks}
