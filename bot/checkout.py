@@ -71,10 +71,18 @@ def _summarize(stderr: str) -> str:
 class CodeCache:
     """Bare mirrors under `mirrors_dir`, checkouts under `worktrees_dir`; safe across processes."""
 
-    def __init__(self, mirrors_dir: Path, worktrees_dir: Path, url_template: str | None = None):
+    def __init__(
+        self,
+        mirrors_dir: Path,
+        worktrees_dir: Path,
+        url_template: str | None = None,
+        credentials: Callable[[str], str | None] | None = None,
+    ):
+        """`credentials(repository)`: an HTTP Authorization header for fetching it, or None."""
         self.mirrors_dir = Path(mirrors_dir)
         self.worktrees_dir = Path(worktrees_dir)
         self.url_template = url_template
+        self.credentials = credentials
         self._fetched: dict[Path, float] = {}
         self._fetched_lock = threading.Lock()
 
@@ -118,7 +126,8 @@ class CodeCache:
             fresh = not (mirror / "HEAD").exists()
             if fresh:
                 self._git(["init", "--quiet", "--bare", str(mirror)], repository)
-            done = self._run(
+            done = self._run_remote(
+                repository,
                 [
                     "-C",
                     str(mirror),
@@ -144,7 +153,8 @@ class CodeCache:
         """A commit no branch or tag reaches (a fork PR's head): ask for it by name and keep a ref to it."""
         mirror = self.mirror_of(repository)
         with self._locked(mirror):
-            self._run(
+            self._run_remote(
+                repository,
                 [
                     "-C",
                     str(mirror),
@@ -176,7 +186,7 @@ class CodeCache:
 
     def _remote_head(self, repository: str) -> str:
         """The commit the repository's HEAD names: its default branch, or a local clone's checkout."""
-        done = self._run(["ls-remote", "--symref", self.url_for(repository), "HEAD"], FETCH_TIMEOUT)
+        done = self._run_remote(repository, ["ls-remote", "--symref", self.url_for(repository), "HEAD"])
         if done.returncode != 0:
             summary = _summarize(done.stderr)
             raise RepositoryUnavailable(f"Cannot read HEAD of {redact(repository)}: {summary}")
@@ -294,9 +304,25 @@ class CodeCache:
             )
         return done.stdout
 
+    def _run_remote(
+        self, repository: str, args: list[str], timeout: float = FETCH_TIMEOUT
+    ) -> subprocess.CompletedProcess:
+        """A git command that talks to the repository's server, with its credentials if it has any. They
+        travel in the environment (GIT_CONFIG_*), never on the command line, which other users can see."""
+        header = self.credentials(repository) if self.credentials else None
+        extra = {}
+        if header is not None:
+            extra = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader"}
+            extra["GIT_CONFIG_VALUE_0"] = header
+        return self._run(args, timeout, extra_env=extra)
+
     @staticmethod
     def _run(
-        args: list[str], timeout: float, text: bool = True, stdin: str | None = None
+        args: list[str],
+        timeout: float,
+        text: bool = True,
+        stdin: str | None = None,
+        extra_env: dict | None = None,
     ) -> subprocess.CompletedProcess:
         try:
             return subprocess.run(
@@ -304,7 +330,7 @@ class CodeCache:
                 capture_output=True,
                 text=text,
                 timeout=timeout,
-                env=_git_env(),
+                env=_git_env() | (extra_env or {}),
                 input=stdin,
                 stdin=subprocess.DEVNULL if stdin is None else None,
             )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import joinedload
 from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
 from bot.errors import RunNotFound, TierbotError
+from bot.github.gitauth import git_credentials
 from bot.manifest import FileEntry, Manifest
 from bot.outputs import BlobStore
 from bot.report import ReportContext, render_html
@@ -52,7 +53,9 @@ class Pipeline:
         self.settings = settings
         self.db = Database(settings.db_url)
         self.tiers = load_tiers(settings.tiers_file)
-        self.code = CodeCache(settings.mirrors_dir, settings.worktrees_dir, settings.git_url_template)
+        self.code = CodeCache(
+            settings.mirrors_dir, settings.worktrees_dir, settings.git_url, git_credentials(settings)
+        )
         self.blobs = BlobStore(settings.blobs_dir)
         self.reports = Reports(self.db, settings.lease_seconds)
         self.queue = Queue(

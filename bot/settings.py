@@ -89,6 +89,20 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     @property
+    def github_web_url(self) -> str:
+        """GitHub's web (and git) host for its API URL: api.github.com → github.com, and GitHub
+        Enterprise's https://HOST/api/v3 → https://HOST."""
+        url = self.github_api_url.rstrip("/")
+        if url == "https://api.github.com":
+            return "https://github.com"
+        return url.removesuffix("/api/v3")
+
+    @property
+    def git_url(self) -> str:
+        """Where `owner/name` repositories are fetched from."""
+        return self.git_url_template or f"{self.github_web_url}/{{full_name}}.git"
+
+    @property
     def github_secrets(self) -> list[str]:
         if self.github_webhook_secret is None:
             return []

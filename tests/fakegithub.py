@@ -48,6 +48,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -58,6 +59,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from . import fakegithub_checks  # noqa: F401  (registers the check-run endpoints)
 from .fakegithub_api import ROUTES, Call, Refusal, Reply
+from .fakegithub_git import serve_git
 from .fakegithub_state import Token, World, now
 
 PRIMARY_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
@@ -108,6 +110,7 @@ class FakeGitHub(World):
         self._faults: list[Fault] = []
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self.git_dirs: dict[str, Path] = {}  # full name → bare repository served at {url}/{full name}.git
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -137,6 +140,10 @@ class FakeGitHub(World):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def add_git(self, full_name: str, bare: Path) -> None:
+        """Serve this bare repository's contents as the repository's git host (see `fakegithub_git`)."""
+        self.git_dirs[full_name] = Path(bare)
 
     # -- what crossed the wire ------------------------------------------------------------------------
 
@@ -224,8 +231,12 @@ class FakeGitHub(World):
         path = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?")[0]
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         reply = await asyncio.to_thread(self.handle, scope["method"], path, query, headers, raw)
-        content = b"" if reply.body is None else json.dumps(reply.body).encode()
-        response_headers = [(b"content-type", b"application/json; charset=utf-8")] if content else []
+        if isinstance(reply.body, bytes):  # a git file
+            content, kind = reply.body, b"application/octet-stream"
+        else:
+            content = b"" if reply.body is None else json.dumps(reply.body).encode()
+            kind = b"application/json; charset=utf-8"
+        response_headers = [(b"content-type", kind)] if content else []
         response_headers += [(k.lower().encode(), str(v).encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
         await send({"type": "http.response.body", "body": content})
@@ -251,6 +262,9 @@ class FakeGitHub(World):
 
     def _dispatch(self, method: str, path: str, query: dict, headers: dict, body: Any) -> Reply:
         try:
+            git = serve_git(self, self.git_dirs, path, headers) if method == "GET" else None
+            if git is not None:
+                return git
             if isinstance(body, str):
                 raise Refusal(400, "Problems parsing JSON")
             for route_method, pattern, handler, auth in ROUTES:

@@ -1,6 +1,7 @@
 """The GitHub door's outbound side: PyGithub against a fake GitHub over HTTP (App mode unless said),
 fed by really signed deliveries to a running `create_app`."""
 
+import base64
 import re
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from bot.errors import TierbotError
 from bot.github.views import described_sha
 from bot.pipeline import Pipeline
 from bot.store import Delivery, Report, RunState
@@ -30,7 +32,8 @@ def fake():
         assert running.errors == []
 
 
-def make_bot(settings, tmp_path: Path, fake: FakeGitHub, app: bool = True) -> Bot:
+def make_bot(settings, tmp_path: Path, fake: FakeGitHub, app: bool = True, mirror: bool = True) -> Bot:
+    """`mirror=False`: code is fetched from the fake GitHub itself (see `FakeGitHub.add_git`)."""
     credentials = (
         {"github_app_id": fake.app_id, "github_private_key": SecretStr(fake.app_private_key_pem)}
         if app
@@ -38,7 +41,7 @@ def make_bot(settings, tmp_path: Path, fake: FakeGitHub, app: bool = True) -> Bo
     )
     settings = settings.model_copy(
         update={
-            "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
+            "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git" if mirror else None,
             "github_webhook_secret": SecretStr(SECRET),
             "github_api_url": fake.url,
             "github_retries": 0,
@@ -194,3 +197,46 @@ def test_the_comment_links_the_full_report_served_by_the_bot(bot, fake, simple_r
     assert "simple" in page.text and "accuracy" in page.text
     assert bot.client.get(f"{bot.url}/reports/1?token=0000").status_code == 404
     assert bot.client.get(f"{bot.url}/reports/2?token={link.rsplit('=', 1)[1]}").status_code == 404
+
+
+@pytest.mark.parametrize("app", [True, False], ids=["app", "token"])
+def test_code_is_fetched_from_github_with_a_token_that_is_not_kept(
+    settings,
+    hosted,  # noqa: F811
+    tmp_path,
+    fake,
+    simple_repo,
+    app,
+):
+    fake.add_git(REPO, Path(hosted))
+    running = make_bot(settings, tmp_path, fake, app=app, mirror=False)
+    try:
+        open_pull(fake, simple_repo)
+        running.deliver("pull_request", pull_request(simple_repo, "opened"))
+        settle(running)
+        assert running.pipeline.run(1).state == RunState.succeeded
+        fetches = fake.calls("GET", f"/{REPO}.git/*")
+        assert fetches and {f.status for f in fetches} <= {200, 404}  # 404: objects git probes for
+        user, _, token = (
+            base64.b64decode(fetches[0].headers["authorization"].split()[1]).decode().partition(":")
+        )
+        assert user == "x-access-token" and fake.tokens[token].valid()
+        assert (fake.tokens[token].installation_id == INSTALLATION) is app
+        mirror = running.pipeline.code.mirror_of(REPO)
+        assert token not in (mirror / "config").read_text()  # it travelled in the environment only
+    finally:
+        running.stop()
+
+
+def test_without_credentials_a_private_repository_cannot_be_fetched(
+    settings,
+    hosted,  # noqa: F811
+    tmp_path,
+    fake,
+    simple_repo,
+):
+    fake.add_git(REPO, Path(hosted))
+    pipeline = Pipeline(settings.model_copy(update={"github_api_url": fake.url}))
+    with pytest.raises(TierbotError, match="Cannot fetch"):
+        pipeline.code.resolve(REPO, "main")
+    assert [c.status for c in fake.calls("GET", f"/{REPO}.git/*")][:1] == [401]

@@ -84,6 +84,12 @@ class GitHubApi:
     def configured(self) -> bool:
         return self.app_mode or self.settings.github_token is not None
 
+    def git_token(self, full_name: str) -> str:
+        """A token that may fetch the repository: its installation's (renewed before it expires)."""
+        if not self.app_mode:
+            return self.settings.github_token.get_secret_value()
+        return self.client(self.installation_for(full_name)).requester.auth.token
+
     def installation_for(self, full_name: str) -> int | None:
         """The App's installation on a repository (None in token mode)."""
         if not self.app_mode:
