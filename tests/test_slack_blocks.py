@@ -41,13 +41,15 @@ def texts(message: dict) -> list[str]:
 
 
 def assert_within_slack_limits(message: dict, max_blocks: int = SLACK_MAX_BLOCKS) -> None:
-    assert 1 <= len(message["blocks"]) <= max_blocks
+    assert message["blocks"], "a message needs at least one block"
+    assert len(message["blocks"]) <= max_blocks
     header = message["blocks"][0]
     assert header["type"] == "header" and header["text"]["type"] == "plain_text"
-    assert 1 <= units(header["text"]["text"]) <= SLACK_MAX_HEADER
-    for text in texts(message):
-        assert 1 <= units(text) <= SLACK_MAX_TEXT
-    assert 1 <= units(message["text"]) <= SLACK_MAX_TEXT
+    for text in [header["text"]["text"], message["text"], *texts(message)]:
+        assert text, "Slack refuses empty texts"
+    assert units(header["text"]["text"]) <= SLACK_MAX_HEADER
+    assert all(units(text) <= SLACK_MAX_TEXT for text in texts(message))
+    assert units(message["text"]) <= SLACK_MAX_TEXT
     for block in message["blocks"]:
         if block["type"] == "section":
             assert block["text"]["type"] == "mrkdwn"
