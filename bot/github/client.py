@@ -5,6 +5,8 @@ Retries: idempotent calls are retried with backoff on 5xx and rate limits (honou
 POSTs never are, since a 502 may hide a success; callers find before they create instead.
 """
 
+from functools import cached_property
+
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.Repository import Repository
 
@@ -20,6 +22,7 @@ class GitHubApi:
         self.settings = settings
         self._clients: dict[int | None, Github] = {}
         self._logins: dict[int | None, str] = {}
+        self._installations: dict[str, int] = {}  # repository → the App's installation on it
 
     @property
     def app_mode(self) -> bool:
@@ -50,6 +53,7 @@ class GitHubApi:
         settings = self.settings
         return Auth.AppAuth(settings.github_app_id, settings.github_private_key.get_secret_value())
 
+    @cached_property
     def _integration(self) -> GithubIntegration:
         return GithubIntegration(
             auth=self._app_auth(),
@@ -75,7 +79,7 @@ class GitHubApi:
         """Whose comments are ours: the App's `slug[bot]`, or the token's user."""
         if installation not in self._logins:
             if self.app_mode:
-                self._logins[installation] = f"{self._integration().get_app().slug}[bot]"
+                self._logins[installation] = f"{self._integration.get_app().slug}[bot]"
             else:
                 self._logins[installation] = self.client(installation).get_user().login
         return self._logins[installation]
@@ -94,8 +98,10 @@ class GitHubApi:
         """The App's installation on a repository (None in token mode)."""
         if not self.app_mode:
             return None
-        owner, _, name = full_name.partition("/")
-        return self._integration().get_repo_installation(owner, name).id
+        if full_name not in self._installations:  # asked before every fetch: look it up once
+            owner, _, name = full_name.partition("/")
+            self._installations[full_name] = self._integration.get_repo_installation(owner, name).id
+        return self._installations[full_name]
 
     def open_pull(self, full_name: str, branch: str):
         """(installation, the open PullRequest whose head is this branch of the repository itself) or None."""
