@@ -40,8 +40,6 @@ import asyncio
 import fnmatch
 import functools
 import json
-import socket
-import threading
 import time
 import traceback
 import uuid
@@ -53,7 +51,6 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 import jwt
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -61,6 +58,7 @@ from . import fakegithub_checks  # noqa: F401  (registers the check-run endpoint
 from .fakegithub_api import ROUTES, Call, Refusal, Reply
 from .fakegithub_git import serve_git
 from .fakegithub_state import Token, World, now
+from .loopback import ServedFake
 
 PRIMARY_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 SECONDARY_LIMIT_DOCS = f"{PRIMARY_LIMIT_DOCS}#about-secondary-rate-limits"
@@ -94,7 +92,7 @@ def _app_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)  # one per test session: slow-ish
 
 
-class FakeGitHub(World):
+class FakeGitHub(ServedFake, World):
     """The server around a `World`; see the module docstring. Attributes tests use besides World's:
     `url`, `token` (plain token of `token_login`), `app_id`, `app_private_key_pem`, `requests`, `errors`."""
 
@@ -108,38 +106,7 @@ class FakeGitHub(World):
         self.requests: list[Recorded] = []
         self.errors: list[str] = []  # tracebacks of the fake's own bugs (answered with 500)
         self._faults: list[Fault] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.git_dirs: dict[str, Path] = {}  # full name → bare repository served at {url}/{full name}.git
-
-    # -- lifecycle ------------------------------------------------------------------------------------
-
-    def start(self) -> "FakeGitHub":
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self._asgi, interface="asgi3", lifespan="off", log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("FakeGitHub did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-            self._server = None
-
-    def __enter__(self) -> "FakeGitHub":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def add_git(self, full_name: str, bare: Path) -> None:
         """Serve this bare repository's contents as the repository's git host (see `fakegithub_git`)."""

@@ -53,18 +53,14 @@ documents the header for JSON); Block Kit checks cover the common blocks only (s
 import asyncio
 import fnmatch
 import json
-import socket
-import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-import uvicorn
-
 from .fakeslack_api import APP_TOKEN_METHODS, METHODS, Reply, SlackError, Workspace, check_message
+from .loopback import ServedFake
 
 RESPONSE_URL = "response_url"  # the `method` recorded for posts to a response_url
 JSON_FIELDS = {  # form fields that carry JSON, and Slack's error when they don't parse
@@ -97,7 +93,7 @@ class Fault:
     applied: bool  # carry the request out, then answer with the fault (a 500 that hides a success)
 
 
-class FakeSlack(Workspace):
+class FakeSlack(ServedFake, Workspace):
     """The server around a `Workspace`; see the module docstring. Attributes tests use besides
     Workspace's: `url`, `token`, `requests`, `errors`."""
 
@@ -107,37 +103,6 @@ class FakeSlack(Workspace):
         self.requests: list[Recorded] = []
         self.errors: list[str] = []  # tracebacks of the fake's own bugs (answered with 500)
         self._faults: list[Fault] = []
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------------------
-
-    def start(self) -> "FakeSlack":
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(self._asgi, interface="asgi3", lifespan="off", log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("FakeSlack did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-            self._server = None
-
-    def __enter__(self) -> "FakeSlack":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- what crossed the wire ------------------------------------------------------------------------
 

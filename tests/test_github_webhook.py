@@ -1,21 +1,17 @@
 """The GitHub door's inbound side, on the wire: a real uvicorn server on loopback, really signed
 deliveries shaped like GitHub's, repositories served from local bare repos (TIERBOT_GIT_URL_TEMPLATE)."""
 
-import contextlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
@@ -26,6 +22,7 @@ from bot.store import Delivery, Run, RunState
 from bot.worker import Worker
 
 from .conftest import GitRepo
+from .loopback import Loopback
 
 SECRET = "s3cret-current"
 OLD_SECRET = "s3cret-previous"
@@ -36,22 +33,9 @@ class Bot:
 
     def __init__(self, pipeline: Pipeline, workers: int = 0):
         self.pipeline = pipeline
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(pipeline, workers=workers), log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self._serve, args=(sock,), daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("the bot did not start (its lifespan failed; see the log)")
-            time.sleep(0.01)
+        self.loopback = Loopback(create_app(pipeline, workers=workers), "the bot", lifespan="on")
+        self.url = self.loopback.url
         self.client = httpx.Client(base_url=self.url, timeout=10)
-
-    def _serve(self, sock: socket.socket) -> None:
-        with contextlib.suppress(SystemExit):  # uvicorn exits when the app's startup fails
-            self.server.run(sockets=[sock])
 
     def deliver(
         self,
@@ -79,8 +63,7 @@ class Bot:
 
     def stop(self) -> None:
         self.client.close()
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.loopback.stop()
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ def test_shutdown_closes_the_link_and_the_bot_stops_at_once(bot, slack, socket_m
     link = socket_mode.link()
     started = time.monotonic()
     bot.stop()
-    assert not bot.thread.is_alive() and time.monotonic() - started < 8
+    assert not bot.loopback.thread.is_alive() and time.monotonic() - started < 8
     # slack_sdk's close() drops the TCP connection without a close frame: 1006, as Slack would see it
     assert socket_mode.closed(link) == 1006
     time.sleep(0.5)  # a client that reconnected would have asked for a new URL by now
