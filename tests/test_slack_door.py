@@ -42,37 +42,49 @@ def slack():
         assert running.errors == []
 
 
-@pytest.fixture
-def bot(settings, hosted, tmp_path, slack):  # noqa: F811
+def slack_settings(settings, tmp_path, slack: FakeSlack, **slack_auth):
+    """Settings of a bot that talks to the fake Slack, runs acme/models, and has a restricted tier."""
     tiers = tmp_path / "tiers.yaml"
     tiers.write_text(TIERS)
-    settings = settings.model_copy(
+    return settings.model_copy(
         update={
             "tiers_file": tiers,
             "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
             "slack_bot_token": SecretStr(slack.token),
-            "slack_signing_secret": SecretStr(SIGNING_SECRET),
             "slack_api_url": slack.url + "/api/",
             "slack_default_repository": "acme/models",
+            **slack_auth,
         }
     )
-    running = Bot(Pipeline(settings))
+
+
+@pytest.fixture
+def bot(settings, hosted, tmp_path, slack):  # noqa: F811
+    running = Bot(
+        Pipeline(slack_settings(settings, tmp_path, slack, slack_signing_secret=SecretStr(SIGNING_SECRET)))
+    )
     yield running
     running.stop()
 
 
-def post(bot: Bot, form: dict, timestamp: float | None = None, headers: dict | None = None) -> httpx.Response:
+def signed_post(
+    bot: Bot, body: str, content_type: str, timestamp: float | None = None, headers: dict | None = None
+) -> httpx.Response:
     """A request signed as Slack signs: v0=HMAC-SHA256(secret, "v0:{timestamp}:{body}")."""
-    body = urlencode(form)
     stamp = str(int(timestamp if timestamp is not None else time.time()))
     signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=body)
     headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
+        "Content-Type": content_type,
         "X-Slack-Request-Timestamp": stamp,
         "X-Slack-Signature": signature,
         **(headers or {}),
     }
     return bot.client.post("/slack/events", content=body, headers=headers)
+
+
+def post(bot: Bot, form: dict, **kw) -> httpx.Response:
+    """A form-encoded request (slash commands, interactivity)."""
+    return signed_post(bot, urlencode(form), "application/x-www-form-urlencoded", **kw)
 
 
 def command(bot: Bot, slack: FakeSlack, text: str, user: str = "U0BOB", trigger: str | None = None, **kw):
@@ -250,16 +262,8 @@ def test_the_message_shows_the_running_runs_last_log_line(bot, slack, simple_rep
 
 
 def event(bot: Bot, body: dict) -> httpx.Response:
-    """An Events API request (JSON), signed like the others."""
-    raw = json.dumps(body)
-    stamp = str(int(time.time()))
-    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=stamp, body=raw)
-    headers = {
-        "Content-Type": "application/json",
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": signature,
-    }
-    return bot.client.post("/slack/events", content=raw, headers=headers)
+    """An Events API request (JSON)."""
+    return signed_post(bot, json.dumps(body), "application/json")
 
 
 def test_status_and_the_app_home_list_the_users_runs(bot, slack):

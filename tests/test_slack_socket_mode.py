@@ -22,7 +22,7 @@ from .fakeslack import FakeSlack
 from .fakeslack_socket import FakeSocketMode
 from .test_github_reporting import settle
 from .test_github_webhook import Bot, hosted  # noqa: F401  (hosted: fixture)
-from .test_slack_door import CHANNEL, TIERS
+from .test_slack_door import CHANNEL, slack_settings
 
 
 @pytest.fixture
@@ -42,18 +42,8 @@ def socket_mode(slack):
 
 @pytest.fixture
 def bot(settings, hosted, tmp_path, slack, socket_mode):  # noqa: F811
-    tiers = tmp_path / "tiers.yaml"
-    tiers.write_text(TIERS)
-    settings = settings.model_copy(
-        update={
-            "tiers_file": tiers,
-            "git_url_template": f"file://{tmp_path}/git/{{full_name}}.git",
-            "slack_bot_token": SecretStr(slack.token),
-            "slack_app_token": SecretStr(slack.app_token),  # and no signing secret: Socket Mode alone
-            "slack_api_url": slack.url + "/api/",
-            "slack_default_repository": "acme/models",
-        }
-    )
+    # An app token and no signing secret: Socket Mode alone.
+    settings = slack_settings(settings, tmp_path, slack, slack_app_token=SecretStr(slack.app_token))
     running = Bot(Pipeline(settings))  # its lifespan opens the link before the server starts
     yield running
     running.stop()
