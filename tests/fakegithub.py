@@ -58,7 +58,7 @@ from . import fakegithub_checks  # noqa: F401  (registers the check-run endpoint
 from .fakegithub_api import ROUTES, Call, Refusal, Reply
 from .fakegithub_git import serve_git
 from .fakegithub_state import Token, World, now
-from .loopback import ServedFake
+from .loopback import ServedFake, read_request
 
 PRIMARY_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
 SECONDARY_LIMIT_DOCS = f"{PRIMARY_LIMIT_DOCS}#about-secondary-rate-limits"
@@ -189,12 +189,7 @@ class FakeGitHub(ServedFake, World):
     # -- the server ------------------------------------------------------------------------------------
 
     async def _asgi(self, scope: dict, receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        raw, more = b"", True
-        while more:
-            message = await receive()
-            raw, more = raw + message.get("body", b""), message.get("more_body", False)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw, headers = await read_request(scope, receive)
         path = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?")[0]
         query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
         reply = await asyncio.to_thread(self.handle, scope["method"], path, query, headers, raw)

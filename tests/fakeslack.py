@@ -60,7 +60,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from .fakeslack_api import APP_TOKEN_METHODS, METHODS, Reply, SlackError, Workspace, check_message
-from .loopback import ServedFake
+from .loopback import ServedFake, read_request
 
 RESPONSE_URL = "response_url"  # the `method` recorded for posts to a response_url
 JSON_FIELDS = {  # form fields that carry JSON, and Slack's error when they don't parse
@@ -153,12 +153,7 @@ class FakeSlack(ServedFake, Workspace):
     # -- the server ------------------------------------------------------------------------------------
 
     async def _asgi(self, scope: dict, receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        raw, more = b"", True
-        while more:
-            message = await receive()
-            raw, more = raw + message.get("body", b""), message.get("more_body", False)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        raw, headers = await read_request(scope, receive)
         query = scope["query_string"].decode("latin-1")
         reply = await asyncio.to_thread(self.handle, scope["path"], query, headers, raw)
         if isinstance(reply.body, dict):

@@ -33,6 +33,16 @@ class Loopback:
         self.thread.join(timeout=10)
 
 
+async def read_request(scope: dict, receive) -> tuple[bytes, dict[str, str]]:
+    """An HTTP request's whole body and its headers (names lower-cased), from ASGI."""
+    assert scope["type"] == "http"
+    raw, more = b"", True
+    while more:
+        message = await receive()
+        raw, more = raw + message.get("body", b""), message.get("more_body", False)
+    return raw, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
 class ServedFake:
     """`start`/`stop` and `with` for a fake whose ASGI app is its `_asgi` method; sets `url`."""
 

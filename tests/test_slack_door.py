@@ -106,8 +106,9 @@ def command(bot: Bot, slack: FakeSlack, text: str, user: str = "U0BOB", trigger:
     return post(bot, form, **kw)
 
 
-def click(bot: Bot, slack: FakeSlack, action: dict, user: str = "U0BOB") -> httpx.Response:
-    payload = {
+def block_actions(slack: FakeSlack, action: dict, user: str = "U0BOB") -> dict:
+    """A button click or a menu choice, as Slack sends it."""
+    return {
         "type": "block_actions",
         "user": {"id": user, "username": "bob", "name": "bob", "team_id": slack.team_id},
         "api_app_id": "A0TIERBOT",
@@ -118,7 +119,10 @@ def click(bot: Bot, slack: FakeSlack, action: dict, user: str = "U0BOB") -> http
         "response_url": slack.response_url("click"),
         "actions": [{"action_ts": f"{time.time():.6f}", "block_id": "b", **action}],
     }
-    return post(bot, {"payload": json.dumps(payload)})
+
+
+def click(bot: Bot, slack: FakeSlack, action: dict, user: str = "U0BOB") -> httpx.Response:
+    return post(bot, {"payload": json.dumps(block_actions(slack, action, user))})
 
 
 def said(slack: FakeSlack, trigger: str) -> str:

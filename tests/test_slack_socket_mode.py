@@ -22,7 +22,7 @@ from .fakeslack import FakeSlack
 from .fakeslack_socket import FakeSocketMode
 from .test_github_reporting import settle
 from .test_github_webhook import Bot, hosted  # noqa: F401  (hosted: fixture)
-from .test_slack_door import CHANNEL, slack_settings
+from .test_slack_door import CHANNEL, block_actions, slack_settings
 
 
 @pytest.fixture
@@ -114,25 +114,7 @@ def test_a_click_and_an_event_over_the_socket_are_acked_and_handled(bot, slack, 
     (message,) = slack.messages(CHANNEL)
     cancel = message["blocks"][-1]["elements"][0]
     assert cancel["action_id"] == "tierbot_cancel"
-    click = {
-        "type": "block_actions",
-        "user": {"id": "U0BOB", "username": "bob", "name": "bob", "team_id": slack.team_id},
-        "api_app_id": "A0FAKE",
-        "team": {"id": slack.team_id, "domain": "acme"},
-        "channel": {"id": CHANNEL, "name": "ml-runs"},
-        "container": {"type": "message", "channel_id": CHANNEL, "is_ephemeral": False},
-        "trigger_id": uuid.uuid4().hex,
-        "response_url": slack.response_url("click"),
-        "actions": [
-            {
-                "action_id": "tierbot_cancel",
-                "type": "button",
-                "value": cancel["value"],
-                "block_id": "b",
-                "action_ts": f"{time.time():.6f}",
-            }
-        ],
-    }
+    click = block_actions(slack, {"action_id": "tierbot_cancel", "type": "button", "value": cancel["value"]})
     clicked = socket_mode.interactive(click)
     home = {"type": "app_home_opened", "user": "U0BOB", "channel": "D0BOB", "tab": "home", "event_ts": "1.2"}
     opened = socket_mode.event(home)
