@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.settings import Settings
+from bot.store import Database
 
 PG_ADMIN_URL = os.environ.get(
     "TIERBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -146,3 +147,15 @@ def postgres_url() -> Iterator[str]:
     connection.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
     connection.close()
     admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path: Path) -> Iterator[Database]:
+    """A fresh database of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'q.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    database = Database(url)
+    yield database
+    database.dispose()

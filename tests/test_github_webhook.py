@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from bot import inbox
 from bot.github.signature import sign
 from bot.pipeline import Pipeline
 from bot.server import create_app
@@ -244,9 +246,31 @@ def test_bad_signatures_are_refused_without_side_effects(bot, simple_repo):
     assert bot.deliver("pull_request", payload, secret=OLD_SECRET).status_code == 202  # rotation
 
 
+def test_concurrent_deliveries_beyond_one_batch_each_answered_once(bot, simple_repo, monkeypatch):
+    """More deliveries at once than one transaction takes: every one is recorded once and answered."""
+    monkeypatch.setattr(inbox, "MAX_BATCH", 3)
+    ids = [f"burst-{n}" for n in range(30)] + [f"burst-{n}" for n in range(0, 30, 5)]  # 6 sent twice
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(
+            pool.map(lambda i: bot.deliver("pull_request", pull_request(simple_repo, "opened"), i), ids)
+        )
+    results = {}
+    for delivery_id, answer in zip(ids, answers, strict=True):
+        results.setdefault(delivery_id, []).append((answer.status_code, answer.json()["result"]))
+    assert all(sorted(r) == [(202, "queued")] for i, r in results.items() if int(i.split("-")[1]) % 5)
+    assert all(
+        sorted(r) == [(200, "duplicate"), (202, "queued")]
+        for i, r in results.items()
+        if not int(i.split("-")[1]) % 5
+    )
+    with bot.pipeline.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 30
+
+
 def test_malformed_and_unknown_deliveries(bot, simple_repo):
     assert bot.deliver("pull_request", {}, body=b"{not json").status_code == 400
     assert bot.deliver("pull_request", {}, body=b"[1, 2]").status_code == 400
+    assert bot.deliver("pull_request", {}, body=b'{"action": "opened\xff"}').status_code == 400  # not UTF-8
     ignored = bot.deliver("pull_request", pull_request(simple_repo, "labeled"))
     assert ignored.status_code == 202 and ignored.json()["result"] == "ignored"
     assert bot.deliver("star", {"action": "created"}).json()["result"] == "ignored"

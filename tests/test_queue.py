@@ -2,7 +2,6 @@
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -12,17 +11,6 @@ from bot.store.queue import LeaseLost, Queue
 from bot.tiers import Tier, TierSet
 
 TIERS = TierSet(tiers=[Tier(name="cpu", concurrency=2, default=True), Tier(name="gpu", concurrency=1)])
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db(request, tmp_path: Path) -> Database:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'q.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 def add_run(db: Database, tier: str = "cpu") -> int:
