@@ -291,6 +291,19 @@ def test_key_detection_rule(tmp_path):
     assert comparison.files[0].summary == "3 rows changed, compared by row number (no key)"
 
 
+def test_rows_beyond_the_other_side_without_a_key_are_added_or_removed(tmp_path):
+    base = pl.DataFrame({"a": [1, 1, 2], "b": [1.0, 2.0, 3.0]})
+    longer = pl.concat([base, pl.DataFrame({"a": [2, None], "b": [4.0, None]})])  # an empty row too
+    _, grown = compare_frames(tmp_path / "a", base, longer, "t.csv")
+    assert grown.key == [] and (grown.rows_added, grown.rows_removed, grown.rows_changed) == (2, 0, 0)
+    assert grown.added_keys == [{"row": "4"}, {"row": "5"}]
+    _, shrunk = compare_frames(tmp_path / "b", longer, base, "t.csv")
+    assert (shrunk.rows_added, shrunk.rows_removed) == (0, 2) and shrunk.removed_keys == [
+        {"row": "4"},
+        {"row": "5"},
+    ]
+
+
 def test_null_keys_pair_with_null_keys(tmp_path):
     base = pl.DataFrame({"id": [None, 1, 2], "x": [1.0, 2.0, 3.0]})
     head = pl.DataFrame({"id": [2, None, 1], "x": [3.0, 1.5, 2.0]})

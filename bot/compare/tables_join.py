@@ -89,6 +89,11 @@ def _key_tuple(keys: list[KeyColumn], alias: str) -> str:
     return parts[0] if len(parts) == 1 else f"row({', '.join(parts)})"
 
 
+def _fingerprint(values: list[ValueColumn], alias: str) -> str:
+    """One hash of a row's compared values, each as the type both sides are compared as."""
+    return f"hash({', '.join(v.side(alias) for v in values)})" if values else "0"
+
+
 def _same_key(keys: list[KeyColumn], left: str = "b", right: str = "h") -> str:
     return " AND ".join(f"{key.side(left)} IS NOT DISTINCT FROM {key.side(right)}" for key in keys)
 
@@ -205,26 +210,25 @@ class RowPairing:
             select += [f"coalesce({k.side('b')}, {k.side('h')}) AS k{k.index}" for k in self.keys]
         else:
             select.append(f"coalesce(b.{ROW}, h.{ROW}) + 1 AS k0")
-        differs = [f"b.{PRESENT} IS NULL", f"h.{PRESENT} IS NULL"]
-        differs += [f"{v.side('b')} IS DISTINCT FROM {v.side('h')}" for v in values]
         if self.positional:
             select += [f"{v.side('b')} AS b{v.index}, {v.side('h')} AS h{v.index}" for v in values]
+            differs = [f"b.{PRESENT} IS NULL", f"h.{PRESENT} IS NULL"]  # (the longer side's rest)
+            differs += [f"{v.side('b')} IS DISTINCT FROM {v.side('h')}" for v in values]
             self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE diff AS SELECT {', '.join(select)} "
                 f"FROM base b POSITIONAL JOIN head h WHERE {' OR '.join(differs)}"
             )
             return
         self._write_candidates(values, select)
-        fetched = ", ".join(f"{v.side('b')} AS b{v.index}" for v in values)
-        paired = [f"c.present_{name} AS present_{name}" for name in ("b", "h")]
-        paired += [f"c.k{k.index}" for k in self.keys] + [f"b.b{v.index}, c.h{v.index}" for v in values]
+        fetched = "".join(f", {v.side('b')} AS b{v.index}" for v in values)
+        paired = ["c.present_b", "c.present_h"] + [f"c.k{k.index}" for k in self.keys]
+        paired += [f"b.b{v.index}, c.h{v.index}" for v in values]
         differs = ["c.present_b IS NULL", "c.present_h IS NULL"]
         differs += [f"b.b{v.index} IS DISTINCT FROM c.h{v.index}" for v in values]
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE diff AS SELECT {', '.join(paired)} FROM candidates c LEFT JOIN "
-            f"(SELECT b.{ROW} AS row_b{', ' + fetched if fetched else ''} FROM base b "
-            f"WHERE b.{ROW} IN (SELECT row_b FROM candidates)) b ON b.row_b = c.row_b "
-            f"WHERE {' OR '.join(differs)}"
+            f"(SELECT b.{ROW} AS row_b{fetched} FROM base b WHERE b.{ROW} IN "
+            f"(SELECT row_b FROM candidates)) b ON b.row_b = c.row_b WHERE {' OR '.join(differs)}"
         )
 
     def _write_candidates(self, values: list[ValueColumn], select: list[str]) -> None:
@@ -232,17 +236,16 @@ class RowPairing:
         whose hashes differ (or that exist on one side) become `candidates`, with the branch's values and
         main's row place. A hash equal by chance (2⁻⁶⁴ a row) would hide a change; a hash that differs
         for equal values (NaN, −0.0) costs nothing, `write_diff` compares values exactly."""
-        keys = ", ".join(f"b.{quote(k.name)}" for k in self.keys)
-        fingerprint = f"hash({', '.join(v.side('b') for v in values)})" if values else "0"
+        keys = "".join(f"b.{quote(k.name)}, " for k in self.keys)
         narrow = (
-            f"SELECT {keys}, b.{ROW}, b.{PRESENT}, {fingerprint} AS {FINGERPRINT} FROM {self._kept('base')} b"
+            f"SELECT {keys}b.{ROW}, b.{PRESENT}, {_fingerprint(values, 'b')} AS {FINGERPRINT} "
+            f"FROM {self._kept('base')} b"
         )
-        head_print = f"hash({', '.join(v.side('h') for v in values)})" if values else "0"
         select = select + [f"b.{ROW} AS row_b"] + [f"{v.side('h')} AS h{v.index}" for v in values]
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE candidates AS SELECT {', '.join(select)} FROM ({narrow}) b "
-            f"FULL OUTER JOIN {self._kept('head')} h ON {_same_key(self.keys)} "
-            f"WHERE b.{PRESENT} IS NULL OR h.{PRESENT} IS NULL OR b.{FINGERPRINT} <> {head_print}"
+            f"FULL OUTER JOIN {self._kept('head')} h ON {_same_key(self.keys)} WHERE b.{PRESENT} IS NULL "
+            f"OR h.{PRESENT} IS NULL OR b.{FINGERPRINT} <> {_fingerprint(values, 'h')}"
         )
 
     def pair(self, values: list[ValueColumn]) -> None:
