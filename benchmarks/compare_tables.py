@@ -8,7 +8,7 @@ within the tolerance abs 1e-6, half beyond it), 0.1% of rows removed and 0.1% ad
 runs each contender in its own child process (so peak memory is its own: VmHWM) on warm files:
 
 - floor: `polars.read_parquet` / `read_csv` of both files;
-- tierbot: what `tierbot diff` does on the two files: hash both (the manifests) and `compare_outputs`
+- tierbot: what `tierbot diff` does on the two files: `outputs_of` (hashes both) and `compare_outputs`
   with the table's key `id` and tolerance, optionally under `--memory-limit` with a spill directory;
 - datacompy: read both with polars and `PolarsCompare(join_columns="id", abs_tol=1e-6)`.
 
@@ -78,23 +78,18 @@ def task_floor(base: Path, head: Path, fmt: str, args: argparse.Namespace) -> di
 
 
 def task_tierbot(base: Path, head: Path, fmt: str, args: argparse.Namespace) -> dict:
+    from bot.cli_diff import outputs_of
     from bot.compare import Options, compare_outputs
-    from bot.manifest import FileEntry, Manifest
-    from bot.outputs import file_hash
     from bot.spec import CompareSection
 
-    name = f"table.{fmt}"
     spec = CompareSection.model_validate(
-        {"tables": [{"file": name, "key": ["id"], "tolerance": {"abs": ABS_TOL}}]}
+        {"tables": [{"file": head.name, "key": ["id"], "tolerance": {"abs": ABS_TOL}}]}
     )
     spill = Path(tempfile.mkdtemp(prefix="spill-", dir=args.dir))
     options = Options(memory_limit=args.memory_limit, temp_dir=spill, threads=args.threads)
     started = time.perf_counter()
-    manifests = [
-        Manifest(files={name: FileEntry(path=name, size=path.stat().st_size, hash=file_hash(path))})
-        for path in (base, head)
-    ]
-    comparison = compare_outputs(manifests[0], manifests[1], lambda e: base, lambda e: head, spec, options)
+    old, new = outputs_of(base, head)  # hashed (the manifests), as `tierbot diff` does
+    comparison = compare_outputs(old.manifest, new.manifest, old.locate, new.locate, spec, options)
     seconds = time.perf_counter() - started
     table = comparison.tables[0]
     return {
