@@ -205,21 +205,45 @@ class RowPairing:
 
     def write_diff(self, values: list[ValueColumn]) -> None:
         """Rows that differ or exist on one side only, with both sides' values, into the table `diff`."""
-        select = [f"b.{PRESENT} AS present_b", f"h.{PRESENT} AS present_h"]
-        if self.keys:
-            select += [f"coalesce({k.side('b')}, {k.side('h')}) AS k{k.index}" for k in self.keys]
-        else:
-            select.append(f"coalesce(b.{ROW}, h.{ROW}) + 1 AS k0")
-        if self.positional:
-            select += [f"{v.side('b')} AS b{v.index}, {v.side('h')} AS h{v.index}" for v in values]
-            differs = [f"b.{PRESENT} IS NULL", f"h.{PRESENT} IS NULL"]  # (the longer side's rest)
-            differs += [f"{v.side('b')} IS DISTINCT FROM {v.side('h')}" for v in values]
-            self.con.execute(
-                f"CREATE OR REPLACE TEMP TABLE diff AS SELECT {', '.join(select)} "
-                f"FROM base b POSITIONAL JOIN head h WHERE {' OR '.join(differs)}"
-            )
+        if not self.positional:
+            self._write_candidates(values)
+            self._fetch_base_values(values)
             return
-        self._write_candidates(values, select)
+        select = [f"b.{PRESENT} AS present_b", f"h.{PRESENT} AS present_h"]
+        select += self._paired_keys() if self.keys else [f"coalesce(b.{ROW}, h.{ROW}) + 1 AS k0"]
+        select += [f"{v.side('b')} AS b{v.index}, {v.side('h')} AS h{v.index}" for v in values]
+        differs = [f"b.{PRESENT} IS NULL", f"h.{PRESENT} IS NULL"]  # (the longer side's rest)
+        differs += [f"{v.side('b')} IS DISTINCT FROM {v.side('h')}" for v in values]
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE diff AS SELECT {', '.join(select)} "
+            f"FROM base b POSITIONAL JOIN head h WHERE {' OR '.join(differs)}"
+        )
+
+    def _paired_keys(self) -> list[str]:
+        return [f"coalesce({k.side('b')}, {k.side('h')}) AS k{k.index}" for k in self.keys]
+
+    def _write_candidates(self, values: list[ValueColumn]) -> None:
+        """The keyed join, with main's side narrowed to key, row place and one hash of its values: rows
+        whose hashes differ (or that exist on one side) become `candidates`, with the branch's values and
+        main's row place. A hash equal by chance (2⁻⁶⁴ a row) would hide a change; a hash that differs
+        for equal values (NaN, −0.0) costs nothing, `_fetch_base_values` compares values exactly.
+        Main's presence is its row place (never NULL on a real row): one column less to hash-join."""
+        keys = "".join(f"b.{quote(k.name)}, " for k in self.keys)
+        narrow = (
+            f"SELECT {keys}b.{ROW}, {_fingerprint(values, 'b')} AS {FINGERPRINT} FROM {self._kept('base')} b"
+        )
+        select = [f"CASE WHEN b.{ROW} IS NOT NULL THEN true END AS present_b", f"h.{PRESENT} AS present_h"]
+        select += self._paired_keys() + [f"b.{ROW} AS row_b"]
+        select += [f"{v.side('h')} AS h{v.index}" for v in values]
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE candidates AS SELECT {', '.join(select)} FROM ({narrow}) b "
+            f"FULL OUTER JOIN {self._kept('head')} h ON {_same_key(self.keys)} WHERE b.{ROW} IS NULL "
+            f"OR h.{PRESENT} IS NULL OR b.{FINGERPRINT} <> {_fingerprint(values, 'h')}"
+        )
+
+    def _fetch_base_values(self, values: list[ValueColumn]) -> None:
+        """`diff`: the candidates with main's values, read by row place in one more scan of main, and only
+        those whose values really differ."""
         fetched = "".join(f", {v.side('b')} AS b{v.index}" for v in values)
         paired = ["c.present_b", "c.present_h"] + [f"c.k{k.index}" for k in self.keys]
         paired += [f"b.b{v.index}, c.h{v.index}" for v in values]
@@ -229,23 +253,6 @@ class RowPairing:
             f"CREATE OR REPLACE TEMP TABLE diff AS SELECT {', '.join(paired)} FROM candidates c LEFT JOIN "
             f"(SELECT b.{ROW} AS row_b{fetched} FROM base b WHERE b.{ROW} IN "
             f"(SELECT row_b FROM candidates)) b ON b.row_b = c.row_b WHERE {' OR '.join(differs)}"
-        )
-
-    def _write_candidates(self, values: list[ValueColumn], select: list[str]) -> None:
-        """The keyed join, with main's side narrowed to key, row place and one hash of its values: rows
-        whose hashes differ (or that exist on one side) become `candidates`, with the branch's values and
-        main's row place. A hash equal by chance (2⁻⁶⁴ a row) would hide a change; a hash that differs
-        for equal values (NaN, −0.0) costs nothing, `write_diff` compares values exactly."""
-        keys = "".join(f"b.{quote(k.name)}, " for k in self.keys)
-        narrow = (
-            f"SELECT {keys}b.{ROW}, b.{PRESENT}, {_fingerprint(values, 'b')} AS {FINGERPRINT} "
-            f"FROM {self._kept('base')} b"
-        )
-        select = select + [f"b.{ROW} AS row_b"] + [f"{v.side('h')} AS h{v.index}" for v in values]
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE candidates AS SELECT {', '.join(select)} FROM ({narrow}) b "
-            f"FULL OUTER JOIN {self._kept('head')} h ON {_same_key(self.keys)} WHERE b.{PRESENT} IS NULL "
-            f"OR h.{PRESENT} IS NULL OR b.{FINGERPRINT} <> {_fingerprint(values, 'h')}"
         )
 
     def pair(self, values: list[ValueColumn]) -> None:
