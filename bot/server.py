@@ -75,10 +75,13 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
             thread.start()
         # Opening and closing the websocket block for seconds: not on the event loop.
         socket_mode = await asyncio.to_thread(_socket_mode, pipeline, bolt) if bolt is not None else None
-        # Everything loaded so far (the libraries, the app) lives as long as the process: left to the
-        # collector, a full collection walks it all, an 80 ms stall every few thousand requests.
+        # Everything alive now (the libraries, the app) lives as long as the server: left to the
+        # collector, a full collection walks it all, an 80 ms stall every few thousand requests. Garbage
+        # goes first, so none is kept for good; the objects go back to the collector when the app stops.
+        gc.collect()
         gc.freeze()
         yield
+        gc.unfreeze()
         if socket_mode is not None:
             await asyncio.to_thread(socket_mode.close)
         stop.set()
