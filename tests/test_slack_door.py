@@ -191,23 +191,23 @@ def test_slacks_retries_start_one_run(bot, slack):
     assert count(bot.pipeline, Run, Run.role == "head") == 1 and len(slack.messages(CHANNEL)) == 1
 
 
-def test_cancel_button_cancels_and_the_message_says_so(bot, slack):
-    command(bot, slack, "experiment better")
+def posted_cancel_button(bot: Bot, slack: FakeSlack) -> dict:
+    """Once a recorded command is handled (the message posted; nothing runs yet): its Cancel button."""
     door = Worker(bot.pipeline, runs=False)
-    while door.run_once():  # the command is handled and the message posted; nothing runs yet
+    while door.run_once():
         pass
     (message,) = slack.messages(CHANNEL)
     cancel = message["blocks"][-1]["elements"][0]
     assert cancel["action_id"] == "tierbot_cancel"
-    button = {"action_id": "tierbot_cancel", "type": "button", "value": cancel["value"]}
+    return {"action_id": "tierbot_cancel", "type": "button", "value": cancel["value"]}
+
+
+def test_cancel_button_cancels_and_the_message_says_so(bot, slack):
+    command(bot, slack, "experiment better")
+    button = posted_cancel_button(bot, slack)
     assert click(bot, slack, button, user="U0ADA").status_code == 200  # not Ada's run
     for _ in range(2):  # a double click
-        assert (
-            click(
-                bot, slack, {"action_id": "tierbot_cancel", "type": "button", "value": cancel["value"]}
-            ).status_code
-            == 200
-        )
+        assert click(bot, slack, button).status_code == 200
     settle(bot)
     assert "Run 1 is <@U0BOB>'s; only they can cancel it." in said(slack, "click")
     assert bot.pipeline.run(1).state == RunState.cancelled

@@ -16,13 +16,12 @@ from websockets.sync.client import connect
 
 from bot.pipeline import Pipeline
 from bot.store import RunState
-from bot.worker import Worker
 
 from .fakeslack import FakeSlack
 from .fakeslack_socket import FakeSocketMode
 from .test_github_reporting import settle
 from .test_github_webhook import Bot, hosted  # noqa: F401  (hosted: fixture)
-from .test_slack_door import CHANNEL, block_actions, slack_settings
+from .test_slack_door import CHANNEL, block_actions, posted_cancel_button, slack_settings
 
 
 @pytest.fixture
@@ -108,13 +107,7 @@ def test_a_wrong_app_token_stops_the_start_with_a_clear_error(settings, slack, s
 
 def test_a_click_and_an_event_over_the_socket_are_acked_and_handled(bot, slack, socket_mode):
     socket_mode.ack(socket_mode.slash_command(slash_command(slack, "experiment better")))  # recorded
-    door = Worker(bot.pipeline, runs=False)
-    while door.run_once():  # the command is handled and the message posted; nothing runs yet
-        pass
-    (message,) = slack.messages(CHANNEL)
-    cancel = message["blocks"][-1]["elements"][0]
-    assert cancel["action_id"] == "tierbot_cancel"
-    click = block_actions(slack, {"action_id": "tierbot_cancel", "type": "button", "value": cancel["value"]})
+    click = block_actions(slack, posted_cancel_button(bot, slack))
     clicked = socket_mode.interactive(click)
     home = {"type": "app_home_opened", "user": "U0BOB", "channel": "D0BOB", "tab": "home", "event_ts": "1.2"}
     opened = socket_mode.event(home)

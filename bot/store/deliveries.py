@@ -58,8 +58,8 @@ class Deliveries:
             mark = "?" if self.db.engine.dialect.dbapi.paramstyle == "qmark" else "%s"
             row = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
             self._inserts[count] = (
-                f"INSERT INTO deliveries ({', '.join(_COLUMNS)}) VALUES {', '.join([row] * count)} "
-                f"ON CONFLICT (id) DO NOTHING RETURNING id"
+                f"INSERT INTO {Delivery.__tablename__} ({', '.join(_COLUMNS)}) "
+                f"VALUES {', '.join([row] * count)} ON CONFLICT (id) DO NOTHING RETURNING id"
             )
         return self._inserts[count]
 
