@@ -3,7 +3,8 @@
 import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import func, insert, select
 
 from bot.store import Delivery
 from bot.store.deliveries import Deliveries
@@ -26,3 +27,17 @@ def test_each_id_is_recorded_once_and_read_back_as_sent(db):
     with db.session() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 3
     assert deliveries.claim().id in {"a", "b"}  # recorded in one transaction: the same time
+
+
+def test_a_failed_batch_stores_nothing_and_leaves_transactions_working(db):
+    deliveries = Deliveries(db, lease_seconds=30)
+    broken = ("y", None, "pull_request", "opened", "{}")  # no source: the NOT NULL column refuses it
+    with pytest.raises(db.engine.dialect.dbapi.IntegrityError):  # the driver's own (sqlite3, psycopg)
+        deliveries.record_many([item("x", {}), broken])
+    assert deliveries.get("x") is None  # one statement: all of the batch or none of it
+    assert deliveries.record_many([item("x", {})]) == [True]
+    # The insert's connection went back to the pool as it was lent: a transaction there still rolls back.
+    with db.engine.connect() as connection:
+        connection.execute(insert(Delivery).values(id="z", source="github", event="e", payload={}))
+        connection.rollback()
+    assert deliveries.get("z") is None

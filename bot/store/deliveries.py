@@ -41,25 +41,46 @@ class Deliveries:
                 rows += [delivery_id, source, event, action, payload, "pending", 0, now]
         connection = self.db.engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            cursor.execute(self._insert(len(seen)), rows)
-            inserted = {row[0] for row in cursor.fetchall()}
-            connection.commit()  # (SQLite runs in autocommit mode: the statement was its own transaction)
+            inserted = self._insert(connection.driver_connection, len(seen), rows)
         finally:
-            connection.close()  # back to the pool; anything uncommitted is rolled back
+            connection.close()  # back to the pool
         answers = []
         for delivery_id, *_ in items:
             answers.append(delivery_id in inserted)
             inserted.discard(delivery_id)  # a second one in the batch is a duplicate
         return answers
 
-    def _insert(self, count: int) -> str:
+    def _insert(self, driver, count: int, rows: list) -> set[str]:
+        """Run the insert of `count` rows as a transaction of its own; the ids it inserted."""
+        if self.db.is_sqlite:  # the connection is in autocommit mode (see `bot.store.db`)
+            cursor = driver.cursor()
+            cursor.execute(self._statement(count), rows)
+            return {row[0] for row in cursor.fetchall()}
+        # psycopg: in autocommit the statement is one round trip, where a transaction takes three (BEGIN,
+        # INSERT, COMMIT) with the event loop waiting on each; and a raw cursor takes PostgreSQL's own
+        # `$n` marks, where `%s` is rewritten by a regular expression on every call once a statement has
+        # over 50 parameters (a batch of 9 deliveries has 72): 400 → 130 µs of CPU a batch.
+        from psycopg import RawCursor
+
+        driver.autocommit = True
+        try:
+            cursor = RawCursor(driver)
+            cursor.execute(self._statement(count), rows)
+            return {row[0] for row in cursor.fetchall()}
+        finally:
+            if not driver.closed:  # (a broken connection is left to the pool to discard)
+                driver.autocommit = False
+
+    def _statement(self, count: int) -> str:
+        """The insert of `count` rows, with sqlite3's `?` marks or PostgreSQL's `$1, $2, …`."""
         if count not in self._inserts:
-            mark = "?" if self.db.engine.dialect.dbapi.paramstyle == "qmark" else "%s"
-            row = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+            width = len(_COLUMNS)
+            places = range(count * width)
+            marks = ["?" for _ in places] if self.db.is_sqlite else [f"${n + 1}" for n in places]
+            rows = ", ".join("(" + ", ".join(marks[r * width : (r + 1) * width]) + ")" for r in range(count))
             self._inserts[count] = (
                 f"INSERT INTO {Delivery.__tablename__} ({', '.join(_COLUMNS)}) "
-                f"VALUES {', '.join([row] * count)} ON CONFLICT (id) DO NOTHING RETURNING id"
+                f"VALUES {rows} ON CONFLICT (id) DO NOTHING RETURNING id"
             )
         return self._inserts[count]
 
