@@ -1,7 +1,7 @@
 """Table diff speed: tierbot against reading the two files with polars (the floor) and datacompy-polars.
 
     python benchmarks/compare_tables.py [--format parquet|csv|both] [--rows N] [--memory-limit 500MB]
-                                        [--threads N] [--dir DIR] [--skip-datacompy]
+                                        [--threads N] [--dir DIR] [--skip-datacompy] [--repeat 3]
 
 Generates main's table (`id` and 9 float columns, N rows) and the branch's: 0.1% of cells changed (half
 within the tolerance abs 1e-6, half beyond it), 0.1% of rows removed and 0.1% added, rows shuffled. Then
@@ -12,7 +12,9 @@ runs each contender in its own child process (so peak memory is its own: VmHWM) 
   with the table's key `id` and tolerance, optionally under `--memory-limit` with a spill directory;
 - datacompy: read both with polars and `PolarsCompare(join_columns="id", abs_tol=1e-6)`.
 
-Prints each time and peak memory, and the ratios. Defaults: 10,000,000 rows of Parquet, 1,000,000 of CSV.
+The floor and tierbot run `--repeat` times each, taking turns; their median times and highest peaks are
+compared (datacompy runs once). Prints each time and peak memory, and the ratios. Defaults: 10,000,000
+rows of Parquet, 1,000,000 of CSV.
 Targets (2-core machine): Parquet 10M rows, tierbot ≤ 1.8× the floor, ≥ 4× faster than datacompy, peak
 ≤ 1.5 GB (and under the cap when one is set); CSV 1M rows, tierbot ≤ 3× the floor.
 """
@@ -141,6 +143,18 @@ def run_child(task: str, base: Path, head: Path, fmt: str, args: argparse.Namesp
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def median_run(done: list[dict]) -> dict:
+    """The run of median time, with every run's time and the highest peak; the first error if any."""
+    failed = [result for result in done if "error" in result]
+    if failed:
+        return failed[0]
+    ordered = sorted(done, key=lambda result: result["seconds"])
+    return ordered[len(ordered) // 2] | {
+        "all_seconds": [result["seconds"] for result in done],
+        "peak_bytes": max(result["peak_bytes"] for result in done),
+    }
+
+
 def bench(fmt: str, rows: int, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tierbot-bench-", dir=args.dir) as scratch:
         started = time.perf_counter()
@@ -151,17 +165,26 @@ def bench(fmt: str, rows: int, args: argparse.Namespace) -> None:
             f"{time.perf_counter() - started:.1f} s"
         )
         run_child("floor", base, head, fmt, args)  # warm the page cache and the imports
-        tasks = ["floor", "tierbot"] + ([] if args.skip_datacompy else ["datacompy"])
-        results = {task: run_child(task, base, head, fmt, args) for task in tasks}
+        # The floor and tierbot take turns, `--repeat` times each: on a shared 2-core machine one run of
+        # either can be off by a third, so each is its median. datacompy runs once (15 s, 6 GB).
+        runs: dict[str, list[dict]] = {"floor": [], "tierbot": []}
+        for _ in range(args.repeat):
+            for task in runs:
+                runs[task].append(run_child(task, base, head, fmt, args))
+        if not args.skip_datacompy:
+            runs["datacompy"] = [run_child("datacompy", base, head, fmt, args)]
     cap = f" (memory limit {args.memory_limit})" if args.memory_limit else ""
+    results = {task: median_run(done) for task, done in runs.items()}
     for task, result in results.items():
         if "error" in result:
             print(f"  {task:>9}: failed: {result['error']}")
             continue
-        extra = {k: v for k, v in result.items() if k not in ("seconds", "peak_bytes")}
+        extra = {k: v for k, v in result.items() if k not in ("seconds", "peak_bytes", "all_seconds")}
         label = task + (cap if task == "tierbot" else "")
+        each = " / ".join(f"{seconds:.2f}" for seconds in result["all_seconds"])
         print(
-            f"  {label:>9}: {result['seconds']:6.2f} s, peak {result['peak_bytes'] / 1e6:7,.0f} MB  {extra}"
+            f"  {label:>9}: {result['seconds']:6.2f} s (runs: {each}), "
+            f"peak {result['peak_bytes'] / 1e6:7,.0f} MB  {extra}"
         )
     tierbot, floor = results.get("tierbot", {}), results.get("floor", {})
     if "seconds" in tierbot and "seconds" in floor:
@@ -180,6 +203,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dir", type=Path, default=None, help="where files and spill go (default: temp)")
     parser.add_argument("--skip-datacompy", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the floor and of tierbot (medians)")
     parser.add_argument("--child", choices=sorted(TASKS), help=argparse.SUPPRESS)
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--head", type=Path, help=argparse.SUPPRESS)
@@ -189,6 +213,8 @@ def main() -> None:
         result = TASKS[args.child](args.base, args.head, fmt, args)
         print(json.dumps(result | {"peak_bytes": peak_memory()}))
         return
+    if args.dir:
+        args.dir.mkdir(parents=True, exist_ok=True)
     for fmt in ("parquet", "csv") if args.format == "both" else (args.format,):
         default = 10_000_000 if fmt == "parquet" else 1_000_000
         bench(fmt, args.rows or default, args)
