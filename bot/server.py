@@ -91,20 +91,17 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
     settings = pipeline.settings
     bolt = create_bolt(pipeline) if settings.slack_signing_secret or settings.slack_app_token else None
     app = FastAPI(title="tierbot", version=__version__, lifespan=lifespan)
-    if settings.slack_signing_secret is not None:  # HTTP mode; Socket Mode alone needs no public route
 
-        @app.post("/slack/events")
-        async def slack_events(request: Request) -> Response:
-            """Slash commands and interactivity; bolt verifies the signature and its 5-minute window."""
-            with slack_latency.time():
-                bolt_request = to_bolt_request(request, await request.body())
-                return to_starlette_response(await run_in_threadpool(bolt.dispatch, bolt_request))
+    async def slack_events(request: Request) -> Response:
+        """Slash commands and interactivity; bolt verifies the signature and its 5-minute window."""
+        with slack_latency.time():
+            bolt_request = to_bolt_request(request, await request.body())
+            return to_starlette_response(await run_in_threadpool(bolt.dispatch, bolt_request))
 
     def answer(result: str, status: int, **extra: object) -> JSONResponse:
         github_results[result].inc()
         return JSONResponse({"result": result, **extra}, status_code=status)
 
-    @app.post("/github/webhook")
     async def github_webhook(request: Request) -> JSONResponse:
         with github_latency.time():
             body = await request.body()
@@ -136,6 +133,12 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
             if not recorded:
                 return answer("duplicate", 200, delivery=delivery)
             return answer("queued", 202, delivery=delivery)
+
+    # Both webhooks read their signed raw bodies themselves: plain Starlette routes. FastAPI's dependency
+    # solving and validation do nothing for them, and cost ~20 µs of an answer's ~90 (in-process).
+    app.add_route("/github/webhook", github_webhook, methods=["POST"])
+    if settings.slack_signing_secret is not None:  # HTTP mode; Socket Mode alone needs no public route
+        app.add_route("/slack/events", slack_events, methods=["POST"])
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:
