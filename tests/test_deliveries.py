@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from bot.store import Delivery
-from bot.store.deliveries import Deliveries
+from bot.store.db import Database
+from bot.store.deliveries import CHECKPOINT_PAGES, Deliveries
 
 
 def item(delivery_id: str, payload: dict) -> tuple:
@@ -41,3 +42,21 @@ def test_a_failed_batch_stores_nothing_and_leaves_transactions_working(db):
         connection.execute(insert(Delivery).values(id="z", source="github", event="e", payload={}))
         connection.rollback()
     assert deliveries.get("z") is None
+
+
+def test_sqlite_inserts_leave_wal_checkpoints_to_other_commits(tmp_path):
+    """A checkpoint on the webhook's answer path stalls every request in flight; other writers do it."""
+    db = Database(f"sqlite:///{tmp_path / 'q.db'}")
+    deliveries = Deliveries(db, lease_seconds=30)
+    large = {"action": "opened", "blob": "x" * 100_000}  # about 25 pages of WAL each
+    for n in range(60):  # about 1,500 pages, past SQLite's usual checkpoint at 1,000
+        deliveries.record_many([item(f"d{n}", large)])
+    page = 4096 + 24  # a WAL frame: one page and its header
+    assert (tmp_path / "q.db-wal").stat().st_size > CHECKPOINT_PAGES * page  # never checkpointed
+    deliveries.finish("d0", "done", "handled")  # a worker's commit checkpoints the whole WAL…
+    deliveries.record_many([item("after", {})])  # … so the next write starts it over
+    connection = db.engine.raw_connection()  # (outside a transaction, which a checkpoint cannot be in)
+    _busy, frames, _done = connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    connection.close()
+    assert frames < 100
+    db.dispose()
