@@ -42,7 +42,8 @@ class Deliveries:
                 rows += [delivery_id, source, event, action, payload, "pending", 0, now]
         connection = self.db.engine.raw_connection()
         try:
-            inserted = self._insert(connection.driver_connection, len(seen), rows)
+            insert = _insert_sqlite if self.db.is_sqlite else _insert_postgres
+            inserted = insert(connection.driver_connection, self._statement(len(seen)), rows)
         finally:
             connection.close()  # back to the pool
         answers = []
@@ -50,35 +51,6 @@ class Deliveries:
             answers.append(delivery_id in inserted)
             inserted.discard(delivery_id)  # a second one in the batch is a duplicate
         return answers
-
-    def _insert(self, driver, count: int, rows: list) -> set[str]:
-        """Run the insert of `count` rows as a transaction of its own; the ids it inserted."""
-        if self.db.is_sqlite:  # the connection is in autocommit mode (see `bot.store.db`)
-            # A checkpoint (copying the WAL into the database, two fsyncs) takes 3-5 ms that every request
-            # in flight would wait for: it was all of the answers' worst stalls. So this insert leaves
-            # checkpoints to the other commits (workers', at SQLite's usual 1,000 pages), unless the WAL
-            # grows ten times past that because nothing else writes.
-            cursor = driver.cursor()
-            cursor.execute(f"PRAGMA wal_autocheckpoint = {10 * CHECKPOINT_PAGES}")
-            try:
-                cursor.execute(self._statement(count), rows)
-                return {row[0] for row in cursor.fetchall()}
-            finally:
-                cursor.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
-        # psycopg: in autocommit the statement is one round trip, where a transaction takes three (BEGIN,
-        # INSERT, COMMIT) with the event loop waiting on each; and a raw cursor takes PostgreSQL's own
-        # `$n` marks, where `%s` is rewritten by a regular expression on every call once a statement has
-        # over 50 parameters (a batch of 9 deliveries has 72): 400 → 130 µs of CPU a batch.
-        from psycopg import RawCursor
-
-        driver.autocommit = True
-        try:
-            cursor = RawCursor(driver)
-            cursor.execute(self._statement(count), rows)
-            return {row[0] for row in cursor.fetchall()}
-        finally:
-            if not driver.closed:  # (a broken connection is left to the pool to discard)
-                driver.autocommit = False
 
     def _statement(self, count: int) -> str:
         """The insert of `count` rows, with sqlite3's `?` marks or PostgreSQL's `$1, $2, …`."""
@@ -138,3 +110,39 @@ class Deliveries:
     def get(self, delivery_id: str) -> Delivery | None:
         with self.db.session() as s:
             return s.get(Delivery, delivery_id)
+
+
+def _insert_sqlite(driver, statement: str, rows: list) -> set[str]:
+    """Run the insert (a transaction of its own: the connection is in autocommit mode, see `bot.store.db`);
+    the ids it inserted.
+
+    A checkpoint (copying the WAL into the database, two fsyncs) takes 3-5 ms that every request in flight
+    would wait for: it was all of the answers' worst stalls. So this insert leaves checkpoints to the other
+    commits (workers', at SQLite's usual 1,000 pages), unless the WAL grows ten times past that because
+    nothing else writes."""
+    cursor = driver.cursor()
+    cursor.execute(f"PRAGMA wal_autocheckpoint = {10 * CHECKPOINT_PAGES}")
+    try:
+        cursor.execute(statement, rows)
+        return {row[0] for row in cursor.fetchall()}
+    finally:
+        cursor.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+
+
+def _insert_postgres(driver, statement: str, rows: list) -> set[str]:
+    """Run the insert as a transaction of its own; the ids it inserted.
+
+    In autocommit the statement is one round trip, where a transaction takes three (BEGIN, INSERT,
+    COMMIT) with the event loop waiting on each. A raw cursor takes PostgreSQL's own `$n` marks, where
+    psycopg rewrites `%s` with a regular expression on every call once a statement has over 50 parameters
+    (a batch of 9 deliveries has 72): 400 → 130 µs of CPU a batch."""
+    from psycopg import RawCursor
+
+    driver.autocommit = True
+    try:
+        cursor = RawCursor(driver)
+        cursor.execute(statement, rows)
+        return {row[0] for row in cursor.fetchall()}
+    finally:
+        if not driver.closed:  # (a broken connection is left to the pool to discard)
+            driver.autocommit = False
