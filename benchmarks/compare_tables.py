@@ -208,6 +208,8 @@ def main() -> None:
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--head", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     if args.child:
         fmt = "parquet" if args.format == "parquet" else "csv"
         result = TASKS[args.child](args.base, args.head, fmt, args)
