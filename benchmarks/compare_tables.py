@@ -8,13 +8,15 @@ within the tolerance abs 1e-6, half beyond it), 0.1% of rows removed and 0.1% ad
 runs each contender in its own child process (so peak memory is its own: VmHWM) on warm files:
 
 - floor: `polars.read_parquet` / `read_csv` of both files;
+- join floor: the least any keyed diff in DuckDB does: read both files, hash each row's values, one full
+  outer join on `id`, count the rows whose hashes differ (no values fetched, nothing written);
 - tierbot: what `tierbot diff` does on the two files: `outputs_of` (hashes both) and `compare_outputs`
   with the table's key `id` and tolerance, optionally under `--memory-limit` with a spill directory;
 - datacompy: read both with polars and `PolarsCompare(join_columns="id", abs_tol=1e-6)`.
 
-The floor and tierbot run `--repeat` times each, taking turns; their median times and highest peaks are
-compared (datacompy runs once). Prints each time and peak memory, and the ratios. Defaults: 10,000,000
-rows of Parquet, 1,000,000 of CSV.
+The floor, the join floor and tierbot run `--repeat` times each, taking turns; their median times and
+highest peaks are compared (datacompy runs once). Prints each time and peak memory, and the ratios.
+Defaults: 10,000,000 rows of Parquet, 1,000,000 of CSV.
 Targets (2-core machine): Parquet 10M rows, tierbot ≤ 1.8× the floor, ≥ 4× faster than datacompy, peak
 ≤ 1.5 GB (and under the cap when one is set); CSV 1M rows, tierbot ≤ 3× the floor.
 """
@@ -79,6 +81,21 @@ def task_floor(base: Path, head: Path, fmt: str, args: argparse.Namespace) -> di
     return {"seconds": time.perf_counter() - started, "rows": [len(f) for f in frames]}
 
 
+def task_join_floor(base: Path, head: Path, fmt: str, args: argparse.Namespace) -> dict:
+    import duckdb
+
+    config = {"preserve_insertion_order": False} | ({"threads": args.threads} if args.threads else {})
+    con = duckdb.connect(config=config)
+    values = ", ".join(VALUE_COLUMNS)
+    narrow = [f"(SELECT id, hash({values}) AS fp FROM '{path}')" for path in (base, head)]
+    started = time.perf_counter()
+    differing = con.execute(
+        f"SELECT count(*) FROM {narrow[0]} b FULL OUTER JOIN {narrow[1]} h ON b.id = h.id "
+        "WHERE b.fp IS DISTINCT FROM h.fp"
+    ).fetchone()[0]
+    return {"seconds": time.perf_counter() - started, "rows_differing": differing}
+
+
 def task_tierbot(base: Path, head: Path, fmt: str, args: argparse.Namespace) -> dict:
     from bot.cli_diff import outputs_of
     from bot.compare import Options, compare_outputs
@@ -115,7 +132,12 @@ def task_datacompy(base: Path, head: Path, fmt: str, args: argparse.Namespace) -
     return {"seconds": time.perf_counter() - started, "unequal_cells": unequal}
 
 
-TASKS = {"floor": task_floor, "tierbot": task_tierbot, "datacompy": task_datacompy}
+TASKS = {
+    "floor": task_floor,
+    "join floor": task_join_floor,
+    "tierbot": task_tierbot,
+    "datacompy": task_datacompy,
+}
 
 
 def run_child(task: str, base: Path, head: Path, fmt: str, args: argparse.Namespace) -> dict:
@@ -167,7 +189,7 @@ def bench(fmt: str, rows: int, args: argparse.Namespace) -> None:
         run_child("floor", base, head, fmt, args)  # warm the page cache and the imports
         # The floor and tierbot take turns, `--repeat` times each: on a shared 2-core machine one run of
         # either can be off by a third, so each is its median. datacompy runs once (15 s, 6 GB).
-        runs: dict[str, list[dict]] = {"floor": [], "tierbot": []}
+        runs: dict[str, list[dict]] = {"floor": [], "join floor": [], "tierbot": []}
         for _ in range(args.repeat):
             for task in runs:
                 runs[task].append(run_child(task, base, head, fmt, args))
@@ -177,20 +199,21 @@ def bench(fmt: str, rows: int, args: argparse.Namespace) -> None:
     results = {task: median_run(done) for task, done in runs.items()}
     for task, result in results.items():
         if "error" in result:
-            print(f"  {task:>9}: failed: {result['error']}")
+            print(f"  {task:>10}: failed: {result['error']}")
             continue
         extra = {k: v for k, v in result.items() if k not in ("seconds", "peak_bytes", "all_seconds")}
         label = task + (cap if task == "tierbot" else "")
         each = " / ".join(f"{seconds:.2f}" for seconds in result["all_seconds"])
         print(
-            f"  {label:>9}: {result['seconds']:6.2f} s (runs: {each}), "
+            f"  {label:>10}: {result['seconds']:6.2f} s (runs: {each}), "
             f"peak {result['peak_bytes'] / 1e6:7,.0f} MB  {extra}"
         )
-    tierbot, floor = results.get("tierbot", {}), results.get("floor", {})
-    if "seconds" in tierbot and "seconds" in floor:
-        print(f"  tierbot / floor: {tierbot['seconds'] / floor['seconds']:.2f}×")
-    if "seconds" in tierbot and "seconds" in results.get("datacompy", {}):
-        print(f"  datacompy / tierbot: {results['datacompy']['seconds'] / tierbot['seconds']:.2f}× faster")
+    for upper, lower in (("tierbot", "floor"), ("join floor", "floor"), ("tierbot", "join floor")):
+        if "seconds" in results.get(upper, {}) and "seconds" in results.get(lower, {}):
+            print(f"  {upper} / {lower}: {results[upper]['seconds'] / results[lower]['seconds']:.2f}×")
+    if "seconds" in results.get("tierbot", {}) and "seconds" in results.get("datacompy", {}):
+        ratio = results["datacompy"]["seconds"] / results["tierbot"]["seconds"]
+        print(f"  datacompy / tierbot: {ratio:.2f}× faster")
 
 
 def main() -> None:
