@@ -187,8 +187,9 @@ def bench(fmt: str, rows: int, args: argparse.Namespace) -> None:
             f"{time.perf_counter() - started:.1f} s"
         )
         run_child("floor", base, head, fmt, args)  # warm the page cache and the imports
-        # The floor and tierbot take turns, `--repeat` times each: on a shared 2-core machine one run of
-        # either can be off by a third, so each is its median. datacompy runs once (15 s, 6 GB).
+        # The floor, the join floor and tierbot take turns, `--repeat` times each: on a shared 2-core
+        # machine one run of any can be off by a third, so each is its median. datacompy runs once
+        # (15-25 s, 6 GB).
         runs: dict[str, list[dict]] = {"floor": [], "join floor": [], "tierbot": []}
         for _ in range(args.repeat):
             for task in runs:
@@ -226,7 +227,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--dir", type=Path, default=None, help="where files and spill go (default: temp)")
     parser.add_argument("--skip-datacompy", action="store_true")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the floor and of tierbot (medians)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of the floors and of tierbot (medians)")
     parser.add_argument("--child", choices=sorted(TASKS), help=argparse.SUPPRESS)
     parser.add_argument("--base", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--head", type=Path, help=argparse.SUPPRESS)
