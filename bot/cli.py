@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from bot import __version__
 from bot.cli_diff import diff
@@ -43,7 +43,18 @@ err = Console(stderr=True)
 EXIT_FAIL = 1  # a run failed or the verdict is fail
 EXIT_ERROR = 2  # the request itself was wrong (bad spec, unknown tier or ref, ...)
 
-RepoOption = Annotated[str, typer.Option("--repo", "-C", help="Repository: path, URL or owner/name.")]
+
+def repository_option(value: str) -> str:
+    """A local repository as its absolute path, symlinks resolved: the runs are stored with it, and a
+    worker started in another directory must find the same repository. URLs and owner/name stay as given."""
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+RepoOption = Annotated[
+    str,
+    typer.Option("--repo", "-C", help="Repository: path, URL or owner/name.", callback=repository_option),
+]
 TierOption = Annotated[str | None, typer.Option("--tier", "-t", help="Hardware tier (see `tierbot tiers`).")]
 WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="Execute here and wait, or only queue.")]
 
@@ -159,12 +170,15 @@ def _print_run_end(run_, out: Console = console) -> None:
 @app.command()
 def runs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20) -> None:
     """List recent runs."""
-    table = Table("id", "state", "role", "ref", "tier", "experiment", "created", "reason")
+    # The whole repository, folded if it must be: its end (the repository's name) matters most.
+    repository = Column("repository", overflow="fold")
+    table = Table("id", "state", "role", repository, "ref", "tier", "experiment", "created", "reason")
     for r in _pipeline().recent_runs(limit):
         table.add_row(
             str(r.id),
             r.state,
             r.role,
+            escape(r.repository),
             escape(f"{r.ref} @ {r.short_sha}"),
             r.tier,
             r.experiment,
@@ -206,7 +220,7 @@ def cancel(run_id: Annotated[int, typer.Argument(metavar="RUN")]) -> None:
 
 @app.command()
 def tiers() -> None:
-    """List the hardware tiers."""
+    """List the hardware tiers, and why any of them cannot run in this installation."""
     table = Table(
         "tier",
         "description",
@@ -219,9 +233,11 @@ def tiers() -> None:
         "runs at once",
         "who",
     )
-    for t in _pipeline().tiers.tiers:
+    listed = _pipeline().tiers.tiers
+    for t in listed:
         name = f"{t.name} [dim](default)[/]" if t.default else t.name
         memory = format_size(t.memory_bytes) if t.memory_bytes else "—"
+        backend = f"{t.backend} [red](unavailable)[/]" if t.unavailable else t.backend
         table.add_row(
             name,
             escape(t.description),
@@ -230,11 +246,16 @@ def tiers() -> None:
             str(t.gpus),
             format_duration(t.runtime_seconds),
             f"{t.cost_per_hour:g}",
-            t.backend,
+            backend,
             str(t.concurrency),
             escape(t.access.describe()),
         )
     console.print(table)
+    # Below the table, whole: a reason wrapped inside a narrow cell is hard to read.
+    for t in listed:
+        if t.unavailable:
+            which = "The default tier" if t.default else "Tier"
+            console.print(f"[red]{which} {t.name} is unavailable:[/] {escape(t.unavailable)}.")
 
 
 @app.command()

@@ -3,7 +3,9 @@
 The same engine, report and verdict as `tierbot compare`, for any CI job or script. Rules come from a
 tierbot.yaml's `compare` section (`--config`) and from options: `--ignore` and `--mask` add to the
 file's lists; `--key`, `--abs` and `--rel` apply to tables the file does not list, and `--abs`/`--rel`
-to JSON documents it does not list. Exit status: 1 on a failing verdict, 2 when the request is wrong.
+to JSON documents it does not list. Entries that are not read (links out of a directory, FIFOs...) are
+listed as problems, as for runs, and make the verdict at least `changed`; they never refuse the request.
+Exit status: 1 on a failing verdict, 2 when the request is wrong.
 """
 
 import sys

@@ -1,4 +1,9 @@
-"""`tierbot serve` (the bot) and `tierbot replay` (send a signed webhook to a running bot)."""
+"""`tierbot serve` (the bot) and `tierbot replay` (send a signed webhook to a running bot).
+
+`serve` says at start what it is about to be, on one screen: which doors are open (and, when one is
+not, which variable is missing), the database, the tiers and whether each can run here, the workers, and
+where reports are linked. A misconfiguration is then seen at start, not at the first refused request.
+"""
 
 import json
 import urllib.error
@@ -8,10 +13,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.text import Text
+from sqlalchemy import make_url
 
+from bot import __version__
 from bot.errors import TierbotError
 from bot.github.signature import sign
 from bot.settings import Settings
+from bot.tiers import TierSet
 
 
 def serve(
@@ -25,8 +35,86 @@ def serve(
     from bot.pipeline import Pipeline
     from bot.server import create_app
 
-    app = create_app(Pipeline(Settings()), workers=workers)
+    pipeline = Pipeline(Settings())
+    console = Console(stderr=True, soft_wrap=True)  # one line per item, also in a service's log
+    console.print(f"[bold]tierbot {__version__}[/] serve")
+    console.print(Text("\n".join(start_summary(pipeline.settings, pipeline.tiers, workers))))  # no markup
+    app = create_app(pipeline, workers=workers)
     uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def start_summary(settings: Settings, tiers: TierSet, workers: int) -> list[str]:
+    """The lines `tierbot serve` prints at start. Secrets are only ever said to be set or not."""
+    database = make_url(settings.db_url).render_as_string(hide_password=True)
+    if settings.public_url:
+        reports = f"linked at {settings.public_url.rstrip('/')}/reports/ID"
+    else:
+        reports = "report files only (set TIERBOT_PUBLIC_URL to link them from GitHub and Slack)"
+    return [
+        f"GitHub: {_github_door(settings)}",
+        f"Slack: {_slack_door(settings)}",
+        f"Database: {database}",
+        *_tier_lines(tiers),
+        f"Workers: {_workers(workers)}",
+        f"Reports: {reports}",
+    ]
+
+
+def _github_door(settings: Settings) -> str:
+    secrets = len(settings.github_secrets)
+    if not secrets:
+        return "off: TIERBOT_GITHUB_WEBHOOK_SECRET is not set, so every delivery is refused"
+    app_id, key = settings.github_app_id, settings.github_private_key
+    if app_id is not None and key is not None:
+        mode = f"App mode (app {app_id}): comments and check runs"
+    elif settings.github_token is not None:
+        mode = "token mode: comments only (GitHub lets only Apps write check runs)"
+    else:
+        mode = (
+            "deliveries are accepted but nothing can be posted: set TIERBOT_GITHUB_APP_ID and "
+            "TIERBOT_GITHUB_PRIVATE_KEY (App mode) or TIERBOT_GITHUB_TOKEN (token mode)"
+        )
+    rotating = f" with {secrets} webhook secrets (rotating)" if secrets > 1 else ""
+    said = f"{mode} · POST /github/webhook{rotating}"
+    if (app_id is None) != (key is None):  # one of the pair without the other: a typo, not a choice
+        missing = "TIERBOT_GITHUB_PRIVATE_KEY" if key is None else "TIERBOT_GITHUB_APP_ID"
+        said += f"; App mode is off: {missing} is not set"
+    return said
+
+
+def _slack_door(settings: Settings) -> str:
+    http, socket = settings.slack_signing_secret is not None, settings.slack_app_token is not None
+    if not (http or socket):
+        return (
+            "off: neither TIERBOT_SLACK_SIGNING_SECRET (HTTP mode) nor TIERBOT_SLACK_APP_TOKEN "
+            "(Socket Mode) is set"
+        )
+    modes = [name for name, on in (("HTTP mode (POST /slack/events)", http), ("Socket Mode", socket)) if on]
+    door = " and ".join(modes)
+    if settings.slack_bot_token is None:
+        return f"{door}, but nothing can be answered: TIERBOT_SLACK_BOT_TOKEN is not set"
+    repository = settings.slack_default_repository
+    if repository:
+        return f"{door} · channels that chose no repository run {repository}"
+    return f"{door} · no TIERBOT_SLACK_DEFAULT_REPOSITORY: each channel chooses one with /run use"
+
+
+def _tier_lines(tiers: TierSet) -> list[str]:
+    """The available tiers on one line; each unavailable one on its own, with why."""
+    available = [f"{t.name} (default)" if t.default else t.name for t in tiers.tiers if not t.unavailable]
+    lines = [f"Tiers: {', '.join(available) or 'none available'}"]
+    for tier in tiers.tiers:
+        if tier.unavailable:
+            refused = "; requests that name no tier are refused" if tier.default else ""
+            default = "default " if tier.default else ""
+            lines.append(f"  the {default}tier {tier.name} is unavailable: {tier.unavailable}{refused}")
+    return lines
+
+
+def _workers(workers: int) -> str:
+    if not workers:
+        return "none in this process (--workers 0): `tierbot worker` processes on this database do the work"
+    return f"{workers} run worker(s) in this process, and one for deliveries and reports"
 
 
 def replay(

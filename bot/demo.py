@@ -27,7 +27,8 @@ CHANGE = {"n_estimators": 5}  # the branch's hyperparameter change, applied to p
 
 def run_demo(pipeline: Pipeline, console: Console) -> int:
     """Returns the exit code: 0 when the comparison was made (whatever its verdict)."""
-    repo = Path(tempfile.mkdtemp(prefix="tierbot-demo-"))
+    # Resolved, as the CLI's --repo is: runs store the path, and workers elsewhere must find it.
+    repo = Path(tempfile.mkdtemp(prefix="tierbot-demo-")).resolve()
     console.rule("[bold]tierbot demo")
     console.print(f"Example repository: {repo}")
     change = make_repository(repo)

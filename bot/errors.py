@@ -4,6 +4,8 @@
 class TierbotError(Exception):
     """Base for every error that is the user's to fix (bad input), not a bug."""
 
+    needs_person = False  # True: the requester cannot fix it alone (someone else must run or allow it)
+
 
 class SpecInvalid(TierbotError):
     """tierbot.yaml (or a tiers file) failed validation; `problems` lists `file:line: field: message`."""
@@ -19,7 +21,11 @@ class TierUnknown(TierbotError):
 
 
 class TierForbidden(TierbotError):
-    pass
+    needs_person = True
+
+
+class TierUnavailable(TierbotError):
+    """The tier exists, but its backend cannot run in this installation; the message says why."""
 
 
 class RefNotFound(TierbotError):

@@ -1,10 +1,12 @@
 """Collecting what an experiment wrote, safely, into a content-addressed blob store.
 
-The experiment is untrusted: its outputs directory may be a symlink, hold symlinks to `/etc`, fifos,
+The experiment is untrusted: its outputs directory may be a symlink, hold symlinks to `/etc`, FIFOs,
 or millions of files. `collect` never follows a link out of the workspace, never descends into a
 symlinked directory, never opens anything but a regular file, and checks the limits before copying.
-Fifos, sockets and devices carry no content to compare and are skipped; a symlinked directory inside
-the workspace is skipped too (its files are not "in" the outputs directory).
+What it does not read — links out of the workspace, to directories or to nothing, FIFOs, sockets,
+devices, names that are not UTF-8 — is listed in the manifest with the reason, not fatal: one stray
+link must not throw away an hour of GPU time. Only what leaves nothing safe to collect fails the run:
+no outputs directory, one that resolves outside the workspace, more files or bytes than the limits.
 """
 
 import os
@@ -12,14 +14,13 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 
 from bot.errors import OutputsRejected
-from bot.manifest import FileEntry, Manifest
+from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.units import format_size
 
 CHUNK = 1024 * 1024
@@ -93,16 +94,20 @@ class _Found:
 
 
 def collect(workdir: Path, outputs: str, store: BlobStore, limits: OutputLimits) -> Manifest:
-    """Every file under `workdir/outputs`, stored in `store`; raises OutputsRejected on any unsafe thing."""
+    """Every file under `workdir/outputs`, stored in `store`, and every entry that was not read, with why.
+
+    Raises OutputsRejected only when nothing can be collected safely: no outputs directory, one that
+    resolves outside the workspace, or more files or bytes than the limits allow.
+    """
     workspace = Path(workdir).resolve(strict=True)
     root = _outputs_root(workspace, outputs)
-    found = sorted(_scan(workspace, root, outputs), key=lambda f: f.name)
-    _check_limits(found, outputs, limits)
+    found, skipped = _scan(workspace, root)
+    _check_limits(found, skipped, outputs, limits)
     files = {}
     for item in found:
         blob = store.put(item.source)
         files[item.name] = FileEntry(path=item.name, size=blob.size, hash=blob.hash)
-    return Manifest(files=files)
+    return Manifest(files=files, skipped=skipped)
 
 
 def _outputs_root(workspace: Path, outputs: str) -> Path:
@@ -120,60 +125,93 @@ def _outputs_root(workspace: Path, outputs: str) -> Path:
     return root
 
 
-def _scan(workspace: Path, root: Path, outputs: str) -> Iterator[_Found]:
-    """Regular files under `root`, and symlinks to regular files inside the workspace; nothing else."""
-    for entry in _entries(root):
-        name = Path(entry.path).relative_to(root).as_posix()
-        shown = f"{outputs}/{name}"
-        _check_name(name, shown)
-        if entry.is_symlink():
-            target = Path(os.path.realpath(entry.path))
-            if not target.is_relative_to(workspace):
-                raise OutputsRejected(
-                    f"{shown} is a symlink to {target}, outside the workspace; outputs must be files "
-                    f"the experiment wrote, not links to the machine's files"
-                )
-            info = _stat(target)
-            if info is not None and stat.S_ISREG(info.st_mode):
-                yield _Found(name, target, info.st_size)
-            # links to directories are not followed, and dangling links have no content
-        elif entry.is_file(follow_symlinks=False):
-            yield _Found(name, Path(entry.path), entry.stat(follow_symlinks=False).st_size)
-        # fifos, sockets and devices: never opened (reading a fifo would hang the worker)
-
-
-def _entries(directory: Path) -> Iterator[os.DirEntry]:
-    """Every entry below `directory`, descending only into real directories (no recursion limit)."""
-    pending = [directory]
-    while pending:
+def _scan(workspace: Path, root: Path) -> tuple[list[_Found], list[SkippedEntry]]:
+    """Regular files under `root` (and symlinks to regular files inside the workspace), sorted by name;
+    and everything else, each with the reason it was not read."""
+    found: list[_Found] = []
+    skipped: list[SkippedEntry] = []
+    pending = [root]
+    while pending:  # a stack, not recursion: a hostile tree may be deeper than Python's recursion limit
         with os.scandir(pending.pop()) as listing:
             for entry in listing:
-                if entry.is_dir(follow_symlinks=False):
+                name = Path(entry.path).relative_to(root).as_posix()
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if not _is_utf8(entry.name):  # the database, JSON and every report need text
+                    skipped.append(_not_utf8(name, is_dir))
+                elif is_dir:
                     pending.append(Path(entry.path))
                 else:
-                    yield entry
+                    item = _entry(workspace, entry, name)
+                    (found if isinstance(item, _Found) else skipped).append(item)
+    return sorted(found, key=lambda f: f.name), sorted(skipped, key=lambda s: s.path)
 
 
-def _check_name(name: str, shown: str) -> None:
+def _entry(workspace: Path, entry: os.DirEntry, name: str) -> _Found | SkippedEntry:
+    if entry.is_symlink():
+        return _link(workspace, entry, name)
+    info = entry.stat(follow_symlinks=False)
+    if stat.S_ISREG(info.st_mode):
+        return _Found(name, Path(entry.path), info.st_size)
+    # never opened: reading a FIFO would hang the worker, a device could stream forever
+    return SkippedEntry(path=name, reason=f"{_special(info.st_mode)}: not read")
+
+
+def _link(workspace: Path, entry: os.DirEntry, name: str) -> _Found | SkippedEntry:
+    """A symlink is read only when it ends at a regular file inside the workspace."""
+    target = Path(os.path.realpath(entry.path))
+    if not target.is_relative_to(workspace):
+        return SkippedEntry(
+            path=name, reason=f"a symlink to {_text(target)}, outside the workspace: not read"
+        )
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        return SkippedEntry(
+            path=name, reason=f"a dangling symlink (to {_text(os.readlink(entry.path))}): not read"
+        )
+    except OSError as exc:
+        return SkippedEntry(path=name, reason=f"a symlink that cannot be followed ({exc.strerror}): not read")
+    if stat.S_ISREG(info.st_mode):
+        return _Found(name, target, info.st_size)
+    if stat.S_ISDIR(info.st_mode):  # its files are not "in" the outputs directory, and it could loop
+        return SkippedEntry(path=name, reason="a symlink to a directory: not followed")
+    return SkippedEntry(path=name, reason=f"a symlink to {_special(info.st_mode)}: not read")
+
+
+def _special(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"))
+    kinds += ((stat.S_ISBLK, "a block device"),)
+    return next((kind for test, kind in kinds if test(mode)), "a special file")
+
+
+def _is_utf8(name: str) -> bool:
     try:
         name.encode("utf-8")
-    except UnicodeEncodeError:
+    except UnicodeEncodeError:  # os.scandir gives undecodable bytes as lone surrogates
+        return False
+    return True
+
+
+def _text(path: str | Path) -> str:
+    """A path as text that any database and report takes: each byte that is not UTF-8 shown as `\\xe9`."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _not_utf8(name: str, is_dir: bool) -> SkippedEntry:
+    shown = _text(name)
+    if is_dir:
+        return SkippedEntry(path=shown, reason="a directory name that is not UTF-8: its files were not read")
+    return SkippedEntry(path=shown, reason="a file name that is not UTF-8: not read")
+
+
+def _check_limits(
+    found: list[_Found], skipped: list[SkippedEntry], outputs: str, limits: OutputLimits
+) -> None:
+    entries = len(found) + len(skipped)  # skipped entries are stored too: they count against the limit
+    if entries > limits.max_files:
+        held = f"{len(found)} files" + (f" and {len(skipped)} other entries" if skipped else "")
         raise OutputsRejected(
-            f"{shown.encode('utf-8', 'surrogateescape')!r} has a file name that is not UTF-8; rename it"
-        ) from None
-
-
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return path.stat()
-    except OSError:
-        return None
-
-
-def _check_limits(found: list[_Found], outputs: str, limits: OutputLimits) -> None:
-    if len(found) > limits.max_files:
-        raise OutputsRejected(
-            f"the outputs directory '{outputs}/' holds {len(found)} files; the limit is {limits.max_files}"
+            f"the outputs directory '{outputs}/' holds {held}; the limit is {limits.max_files}"
         )
     total = sum(f.size for f in found)
     if total > limits.max_bytes:
@@ -186,11 +224,12 @@ def _check_limits(found: list[_Found], outputs: str, limits: OutputLimits) -> No
 def manifest_of(directory: Path) -> Manifest:
     """Every file under `directory`, hashed where it lies (nothing is copied), by the rules of `collect`.
 
-    For `tierbot diff`, which compares directories outside any run: links out of the directory are
-    refused, linked directories, fifos and devices skipped. Read a file back as `directory / entry.path`.
+    For `tierbot diff`, which compares directories outside any run: links out of the directory, linked
+    directories, FIFOs and devices are skipped, with why. Read a file back as `directory / entry.path`.
     """
     root = Path(directory).resolve(strict=True)
-    files = {}
-    for item in sorted(_scan(root, root, str(directory)), key=lambda f: f.name):
-        files[item.name] = FileEntry(path=item.name, size=item.size, hash=file_hash(item.source))
-    return Manifest(files=files)
+    found, skipped = _scan(root, root)
+    files = {
+        item.name: FileEntry(path=item.name, size=item.size, hash=file_hash(item.source)) for item in found
+    }
+    return Manifest(files=files, skipped=skipped)

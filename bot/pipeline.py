@@ -17,17 +17,18 @@ from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
 from bot.errors import RunNotFound, TierbotError
 from bot.github.gitauth import git_credentials
-from bot.manifest import FileEntry, Manifest
+from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.outputs import BlobStore
+from bot.redact import redactor_for
 from bot.report import ReportContext, render_html
 from bot.report_links import report_url
 from bot.request import RunRequest
 from bot.runtext import ref_label
 from bot.settings import Settings
-from bot.spec import SPEC_FILE, Spec, parse_spec
+from bot.spec import SPEC_FILE, Spec, parse_spec, spec_names
 from bot.store import Approval, Comparison, Database, Output, Run, RunState
 from bot.store.deliveries import Deliveries
-from bot.store.models import utcnow
+from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON, SkippedOutput, utcnow
 from bot.store.queue import Queue
 from bot.store.reports import Reports
 from bot.tiers import Requester, Tier, load_tiers
@@ -53,8 +54,12 @@ class Pipeline:
         self.settings = settings
         self.db = Database(settings.db_url)
         self.tiers = load_tiers(settings.tiers_file)
+        self.redactor = redactor_for(settings, self.tiers)  # what is stored or leaves for a door passes it
         self.code = CodeCache(
-            settings.mirrors_dir, settings.worktrees_dir, settings.git_url, git_credentials(settings)
+            settings.mirrors_dir,
+            settings.worktrees_dir,
+            settings.git_url,
+            git_credentials(settings, self.redactor),
         )
         self.blobs = BlobStore(settings.blobs_dir)
         self.reports = Reports(self.db, settings.lease_seconds)
@@ -66,39 +71,88 @@ class Pipeline:
     # -- submit ---------------------------------------------------------------------------------------
 
     def submit(self, request: RunRequest) -> Submission:
-        """Validate everything the user could have got wrong, then queue. Raises TierbotError."""
+        """Validate everything the user could have got wrong, then queue it all at once (so a bad base
+        leaves nothing queued). Raises TierbotError."""
         repo = request.repository
         sha = self.code.resolve(repo, request.ref)
         spec = self._spec_at(repo, sha, request.ref)
         tier = self.tiers.choose(request.tier or spec.tier, request.requester, spec.tiers)
+        if request.base:
+            base_sha = self.code.merge_base(repo, self.code.resolve(repo, request.base), sha)
+            base_spec = self._spec_at(repo, base_sha, request.base)
         role = "head" if request.base else "run"
         waiting = not request.trusted and not self.approved(request.subject, sha)
         with self.db.session() as s:
             head = self._new_run(s, request, request.ref, sha, spec, tier, role, waiting)
-        if not request.base:
-            self.reports.touch([head.id])
-            return Submission(head=head)
-
-        base_sha = self.code.merge_base(repo, self.code.resolve(repo, request.base), sha)
-        base_spec = self._spec_at(repo, base_sha, request.base)
-        with self.db.session() as s:
-            base = self._cached_baseline(s, self._cache_key(repo, base_sha, base_spec, tier))
-            reused = base is not None and base.state == RunState.succeeded
-            joined = base is not None and not reused
-            if base is None:
-                base = self._new_run(s, request, request.base, base_sha, base_spec, tier, "baseline")
-            comparison = Comparison(
-                head_run_id=head.id,
-                base_run_id=base.id,
-                head_label=ref_label(request.ref, sha),
-                base_label=f"{request.base} @ {base_sha[:7]} (merge base)",
-                baseline_reused=reused,
-            )
-            s.add(comparison)
+            if not request.base:
+                submission = Submission(head=head)
+            else:
+                submission = self._compare_with_baseline(s, request, head, base_sha, base_spec, tier)
         self.reports.touch([head.id])
-        if base.run_state.terminal:
-            self.settle(comparison.id)
+        if submission.base is not None and submission.base.run_state.terminal:
+            self.settle(submission.comparison.id)
+        return submission
+
+    def _compare_with_baseline(
+        self, s, request: RunRequest, head: Run, base_sha: str, base_spec: Spec, tier: Tier
+    ) -> Submission:
+        """The head's comparison against a baseline: a cached one (reused, or joined while it runs) or
+        a new baseline run."""
+        base = self._cached_baseline(s, self._cache_key(request.repository, base_sha, base_spec, tier))
+        reused = base is not None and base.state == RunState.succeeded
+        joined = base is not None and not reused
+        if base is None:
+            base = self._new_run(s, request, request.base, base_sha, base_spec, tier, "baseline")
+        comparison = Comparison(
+            head_run_id=head.id,
+            base_run_id=base.id,
+            head_label=ref_label(request.ref, head.sha),
+            base_label=f"{request.base} @ {base_sha[:7]} (merge base)",
+            baseline_reused=reused,
+        )
+        s.add(comparison)
+        s.flush()
         return Submission(head, base, comparison, baseline_reused=reused, baseline_joined=joined)
+
+    def refuse(self, request: RunRequest, sha: str, error: TierbotError) -> Run:
+        """A request that cannot start, recorded as a run that ended before it began: every door it
+        reports to (a PR's check run and sticky comment) shows why, under the experiment's and tier's
+        names as far as they can be known, so the push that fixes it reuses them."""
+        name, tier = self._names_at(request.repository, sha, request.base)
+        with self.db.session() as s:
+            run = Run(
+                repository=request.repository,
+                ref=request.ref,
+                sha=sha,
+                tree_sha="",
+                experiment=name,
+                tier=request.tier if request.tier in self.tiers.names() else tier,
+                role="head",
+                cache_key="",
+                spec={},
+                requested_by=request.requester.model_dump(mode="json"),
+                report_to=request.report_to,
+                subject=request.subject,
+                trusted=request.trusted,
+                state=RunState.failed,
+                phase=REFUSED_NEEDS_PERSON if error.needs_person else REFUSED,
+                reason=self.redactor(str(error)),
+                finished_at=utcnow(),
+            )
+            s.add(run)
+        self.reports.touch([run.id])
+        return run
+
+    def _names_at(self, repo: str, sha: str, base: str | None) -> tuple[str, str]:
+        """(experiment, tier) as this commit's spec names them, however broken it is, else as the base
+        branch's does, else the defaults."""
+        for ref in (sha, base):
+            with contextlib.suppress(TierbotError):
+                found = ref and spec_names(self.code.read(repo, self.code.resolve(repo, ref), SPEC_FILE))
+                if found:
+                    name, tier = found
+                    return name, tier if tier in self.tiers.names() else self.tiers.default.name
+        return Spec.model_fields["name"].default, self.tiers.default.name
 
     def _spec_at(self, repo: str, sha: str, ref: str) -> Spec:
         text = self.code.read(repo, sha, SPEC_FILE)
@@ -107,7 +161,7 @@ class Pipeline:
                 f"{ref} @ {sha[:7]} has no {SPEC_FILE} at the repository root, so tierbot does not know "
                 f"how to run it. Add one (`tierbot schema` prints its JSON Schema)."
             )
-        return parse_spec(text, f"{SPEC_FILE} ({ref} @ {sha[:7]})")
+        return parse_spec(text, f"{SPEC_FILE} ({ref_label(ref, sha)})")
 
     def _cache_key(self, repo: str, sha: str, spec: Spec, tier: Tier) -> str:
         """A run's identity for reuse: same tree, spec, environment and tier give the same outputs."""
@@ -176,8 +230,10 @@ class Pipeline:
             return s.scalars(found).first() is not None
 
     def has_run(self, subject: str, sha: str) -> bool:
+        """Whether this commit of the subject has run (a refused request did not)."""
         with self.db.session() as s:
-            found = select(Run.id).where(Run.subject == subject, Run.sha == sha)
+            refused = Run.phase.in_([REFUSED, REFUSED_NEEDS_PERSON])
+            found = select(Run.id).where(Run.subject == subject, Run.sha == sha, ~refused)
             return s.scalars(found.limit(1)).first() is not None
 
     def approve(self, subject: str, sha: str, by: str) -> list[int]:
@@ -217,10 +273,8 @@ class Pipeline:
             (side, r) for side, r in (("branch", head), ("baseline", base)) if r.state != RunState.succeeded
         ]
         if broken:
-            fields |= {
-                "state": "failed",
-                "reason": "; ".join(f"the {side} run {r.id} {r.state}: {r.reason}" for side, r in broken),
-            }
+            reason = "; ".join(f"the {side} run {r.id} {r.state}: {r.reason}" for side, r in broken)
+            fields |= {"state": "failed", "reason": self.redactor(reason)}
         else:
             locate = self.blob_path
             report = self.settings.reports_dir / f"comparison-{comparison_id}.html"
@@ -228,6 +282,8 @@ class Pipeline:
             result = compare_outputs(
                 *manifests, locate, locate, spec.compare, self.compare_options(artifacts)
             )
+            # Outputs may hold secrets too (a printed token in a log file's diff): none is stored.
+            result = type(result).model_validate(self.redactor.data(result.model_dump(mode="json")))
             report.parent.mkdir(parents=True, exist_ok=True)
             report.write_text(render_html(result, context, artifacts), encoding="utf-8")
             fields |= {
@@ -261,7 +317,13 @@ class Pipeline:
     @staticmethod
     def _manifest(s, run_id: int) -> Manifest:
         outputs = s.scalars(select(Output).where(Output.run_id == run_id)).all()
-        return Manifest(files={o.path: FileEntry(path=o.path, size=o.size, hash=o.hash) for o in outputs})
+        skipped = s.scalars(
+            select(SkippedOutput).where(SkippedOutput.run_id == run_id).order_by(SkippedOutput.path)
+        ).all()
+        return Manifest(
+            files={o.path: FileEntry(path=o.path, size=o.size, hash=o.hash) for o in outputs},
+            skipped=[SkippedEntry(path=k.path, reason=k.reason) for k in skipped],
+        )
 
     def report_context(self, comparison: Comparison) -> ReportContext:
         return ReportContext(

@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.settings import Settings
 
 
-def _key(settings: Settings) -> bytes:
+def key(settings: Settings) -> bytes:
     if settings.report_secret is not None:
         return settings.report_secret.get_secret_value().encode()
     path = settings.data_dir / "report.key"
@@ -27,7 +27,7 @@ def _key(settings: Settings) -> bytes:
 
 
 def token(settings: Settings, comparison_id: int) -> str:
-    return hmac.new(_key(settings), f"comparison:{comparison_id}".encode(), hashlib.sha256).hexdigest()[:32]
+    return hmac.new(key(settings), f"comparison:{comparison_id}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def valid(settings: Settings, comparison_id: int, given: str) -> bool:

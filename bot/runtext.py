@@ -3,6 +3,7 @@
 from datetime import datetime
 
 from bot.store import Run, RunState
+from bot.store.models import REFUSED_NEEDS_PERSON
 from bot.units import format_duration
 
 PHASES = {
@@ -37,3 +38,15 @@ def progress(run: Run, now: datetime, position: int) -> tuple[str, str]:
     detail = f"`{run.last_log_line.strip()[:200]}`" if run.last_log_line and run.last_log_line.strip() else ""
     doing = PHASES.get(run.phase, f"Running ({run.phase})")
     return f"{doing} for {elapsed} on tier {run.tier}", detail
+
+
+def refusal(run: Run) -> tuple[str, str]:
+    """(title, what to do) of a request that was refused before anything ran; the reason says why."""
+    first = (run.reason or "").splitlines()[0] if run.reason else "the request was refused"
+    if run.phase == REFUSED_NEEDS_PERSON:
+        return (
+            f"Not started: {first}",
+            f"Someone who may use tier {run.tier} can run it with `/run experiment on {run.tier}`, "
+            f"or the experiment can ask for a tier you may use.",
+        )
+    return f"Not started: {first}", "Fix this and push again: this check and comment follow the new commit."

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
@@ -160,7 +160,9 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
             path = None
         if path is None or not Path(path).is_file():
             return JSONResponse({"detail": "this report is not ready, or no longer kept"}, status_code=404)
-        return FileResponse(path, media_type="text/html")
+        # Stored redacted; redacted again as it leaves, with the secrets this replica knows now.
+        page = pipeline.redactor(Path(path).read_text(encoding="utf-8", errors="replace"))
+        return HTMLResponse(page)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -4,7 +4,7 @@
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,7 +18,7 @@ def _default_data_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TIERBOT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TIERBOT_", extra="ignore", populate_by_name=True)
 
     data_dir: Path = Field(default_factory=_default_data_dir, description="Database, caches, outputs.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite in data_dir when unset.")
@@ -55,6 +55,21 @@ class Settings(BaseSettings):
     )
     report_secret: SecretStr | None = Field(
         None, description="Signs report links; a random one is kept in the data dir when unset."
+    )
+
+    redact: SecretStr | None = Field(
+        None,
+        description="More secret values, comma-separated, that never reach GitHub, Slack or a report.",
+    )
+    # Cloud credentials in the worker's environment: never used by tierbot itself yet, always redacted.
+    aws_access_key_id: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TIERBOT_AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TIERBOT_AWS_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY")
+    )
+    aws_session_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TIERBOT_AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN")
     )
 
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
@@ -109,6 +124,24 @@ class Settings(BaseSettings):
         return [
             part.strip() for part in self.github_webhook_secret.get_secret_value().split(",") if part.strip()
         ]
+
+    def secret_values(self) -> dict[str, list[str]]:
+        """Every secret value set here, by the variable that holds it: each `SecretStr` setting (the
+        comma-separated ones split), and the database URL's password."""
+        found: dict[str, list[str]] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+                split = name in ("github_webhook_secret", "redact")
+                found[f"TIERBOT_{name.upper()}"] = [p.strip() for p in text.split(",")] if split else [text]
+        if self.database_url:
+            from sqlalchemy.engine import make_url
+
+            password = make_url(self.database_url).password
+            if password:
+                found["TIERBOT_DATABASE_URL"] = [str(password)]
+        return found
 
     @property
     def db_url(self) -> str:

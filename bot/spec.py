@@ -13,9 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.yamlmodel import load_model
+from bot.errors import SpecInvalid
+from bot.yamlmodel import load_model, yaml_mapping
 
 SPEC_FILE = "tierbot.yaml"
+DEFAULT_NAME = "experiment"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class _Strict(BaseModel):
@@ -210,7 +213,7 @@ class Spec(_Strict):
     """tierbot.yaml: how to run, compare and deploy a repository's experiment."""
 
     version: Literal[1] = 1
-    name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Experiment name.")
+    name: str = Field(DEFAULT_NAME, pattern=NAME_PATTERN, description="Experiment name.")
     run: RunSection
     environment: EnvironmentSection = Field(default_factory=EnvironmentSection)
     tier: str | None = Field(None, description="Default hardware tier; the operators' default otherwise.")
@@ -232,6 +235,19 @@ class Spec(_Strict):
 
 def parse_spec(text: str, filename: str = SPEC_FILE) -> Spec:
     return load_model(Spec, text, filename)
+
+
+def spec_names(text: str | None) -> tuple[str, str | None] | None:
+    """(name, tier) as a spec that may not validate says them, for naming what reports its problems;
+    None when its YAML does not even say that much."""
+    try:
+        data = yaml_mapping(text or "")
+    except SpecInvalid:
+        return None
+    name, tier = data.get("name", DEFAULT_NAME), data.get("tier")
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+        return None
+    return name, tier if isinstance(tier, str) else None
 
 
 def load_spec(path: Path) -> Spec:

@@ -1,18 +1,21 @@
 """Hardware tiers: what operators offer (cpus, memory, runtime, backend) and who may use each one.
 
 A tiers file (`TIERBOT_TIERS_FILE`) lists them; without one there is a single built-in `local` tier.
-Everything here is pure: the rules take a requester and return an answer or a typed error.
+Everything here is pure: the rules take a requester and return an answer or a typed error. Whether a
+tier's backend can run in this installation is not the tiers file's to say: the composition root asks
+the backends and hands the answers in (`TierSet.with_availability`).
 """
 
 import difflib
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from bot.errors import TierbotError, TierForbidden, TierUnknown
+from bot.errors import TierbotError, TierForbidden, TierUnavailable, TierUnknown
 from bot.units import parse_duration, parse_size
 from bot.yamlmodel import load_model
 
@@ -96,6 +99,8 @@ class Tier(BaseModel):
     concurrency: int = Field(1, ge=1, description="Runs at once on this tier.")
     access: Access = Field(default_factory=Access)
     default: bool = False
+    # Private, so that a tiers file cannot claim it: set by `TierSet.with_availability`.
+    _unavailable: str | None = PrivateAttr(None)
 
     @field_validator("memory")
     @classmethod
@@ -117,6 +122,11 @@ class Tier(BaseModel):
     @property
     def runtime_seconds(self) -> float:
         return float(self.max_runtime)
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why this installation cannot run the tier (its backend is missing), or None when it can."""
+        return self._unavailable
 
     def fingerprint(self) -> str:
         """What makes results comparable: the hardware and backend, not who may use it or its price."""
@@ -157,7 +167,16 @@ class TierSet(BaseModel):
         """Every Slack user group any tier names: whose membership a Slack requester is checked for."""
         return {group for tier in self.tiers for group in tier.access.slack_groups}
 
+    def with_availability(self, reasons: Mapping[str, str | None]) -> "TierSet":
+        """A copy whose tiers carry why they cannot run here: reasons by tier name, None or absent when
+        they can. A copy, because the built-in tier set is shared."""
+        marked = self.model_copy(deep=True)
+        for tier in marked.tiers:
+            tier._unavailable = reasons.get(tier.name)
+        return marked
+
     def usable_by(self, who: Requester) -> list[Tier]:
+        """The tiers this requester may use, available here or not (views mark the unavailable ones)."""
         return [t for t in self.tiers if t.access.allows(who)]
 
     def get(self, name: str) -> Tier:
@@ -173,8 +192,9 @@ class TierSet(BaseModel):
         return f" Did you mean {' or '.join(close)}?" if close else ""
 
     def choose(self, name: str | None, who: Requester, allowed: list[str] | None = None) -> Tier:
-        """The tier to run on: the one asked for (or the default), checked against access and the spec."""
-        usable = ", ".join(t.name for t in self.usable_by(who)) or "none"
+        """The tier to run on: the one asked for (or the default), checked against access, the spec and
+        this installation's backends, so that nothing is queued that could never run."""
+        usable = ", ".join(t.name for t in self.usable_by(who) if not t.unavailable) or "none"
         if name and name not in self.names():
             raise TierUnknown(
                 f"There is no tier {name!r}.{self.did_you_mean(name)} Tiers you may use: {usable}."
@@ -189,6 +209,9 @@ class TierSet(BaseModel):
                 f"This experiment's tierbot.yaml allows only the tiers {', '.join(allowed)}; "
                 f"not {tier.name!r}."
             )
+        if tier.unavailable:
+            which = f"Tier {tier.name!r}" if name else f"The default tier {tier.name!r}"
+            raise TierUnavailable(f"{which} is unavailable: {tier.unavailable}. Tiers you may use: {usable}.")
         return tier
 
 

@@ -23,6 +23,7 @@ from bot.pipeline import Pipeline
 from bot.retry import retry_after, transient
 from bot.spec import Spec
 from bot.store import Output, Run, RunState
+from bot.store.models import SkippedOutput
 from bot.store.queue import HOST, LeaseLost
 
 log = logging.getLogger(__name__)
@@ -131,9 +132,8 @@ class Worker:
         except Exception as exc:  # a malformed payload or a bug: recorded on the delivery, the worker lives
             outcome, state = f"failed: {type(exc).__name__}: {exc}", "failed"
             if transient(exc):  # GitHub or Slack down for a moment: handled again later, not lost
-                delay = max(2.0**delivery.attempts, retry_after(exc) or 0)
+                delay = self.pipeline.deliveries.retry_later(delivery.id, outcome, retry_after(exc))
                 log.warning("delivery %s: %s; again in %.0f s", delivery.id, outcome, delay)
-                self.pipeline.deliveries.retry_later(delivery.id, outcome, delay)
                 return True
             log.exception("delivery %s failed", delivery.id)
         self.pipeline.deliveries.finish(delivery.id, state, outcome)
@@ -166,14 +166,14 @@ class Worker:
         if self._slack is None:
             from bot.slack.bolt import web_client
 
-            self._slack = web_client(self.pipeline.settings)
+            self._slack = web_client(self.pipeline.settings, self.pipeline.redactor)
         return self._slack
 
     def _github_api(self):
         if self._github is None:
             from bot.github.client import GitHubApi
 
-            self._github = GitHubApi(self.pipeline.settings)
+            self._github = GitHubApi(self.pipeline.settings, self.pipeline.redactor)
         return self._github
 
     def _syncer(self, door: str) -> Callable:
@@ -213,6 +213,7 @@ class Worker:
                 log_path=log_path,
                 max_log_bytes=settings.max_log_bytes,
                 trusted=run.trusted,
+                redact=self.pipeline.redactor.lines(),
             )
             outcome = backend_for(tier, settings).run(job, watcher)
             state, reason = RunState(outcome.state), outcome.reason
@@ -225,7 +226,7 @@ class Worker:
                 run.id,
                 self.name,
                 state,
-                reason,
+                self.pipeline.redactor(reason),
                 exit_code=outcome.exit_code,
                 command_seconds=outcome.seconds,
                 log_path=str(log_path),
@@ -252,12 +253,15 @@ class Worker:
             s.add_all(
                 Output(run_id=run.id, path=f.path, size=f.size, hash=f.hash) for f in manifest.files.values()
             )
-        return RunState.succeeded, f"{len(manifest.files)} output files"
+            s.add_all(SkippedOutput(run_id=run.id, path=k.path, reason=k.reason) for k in manifest.skipped)
+        count = len(manifest.skipped)
+        skipped = f"; {count} other {'entry' if count == 1 else 'entries'} not read" if count else ""
+        return RunState.succeeded, f"{len(manifest.files)} output files{skipped}"
 
     def _fail(self, run: Run, watcher: RunWatcher, reason: str) -> None:
         watcher.stop()
         with contextlib.suppress(LeaseLost):
-            self.pipeline.queue.finish(run.id, self.name, RunState.failed, reason)
+            self.pipeline.queue.finish(run.id, self.name, RunState.failed, self.pipeline.redactor(reason))
 
 
 def _kill_orphan(run: Run) -> None:

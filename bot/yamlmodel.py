@@ -16,8 +16,23 @@ M = TypeVar("M", bound=BaseModel)
 
 def load_model(model: type[M], text: str, filename: str) -> M:
     """Parse `text` as YAML and validate it as `model`; raise SpecInvalid naming file, line and field."""
+    data = yaml_mapping(text, filename)
     try:
+        return model.model_validate(data)
+    except ValidationError as exc:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            field = _dotted(loc) or "(top level)"
+            line = _line_of(node, loc)
+            problems.append(f"{filename}:{line}: {field}: {_message(err)}")
+        raise SpecInvalid(filename, problems) from None
+
+
+def yaml_mapping(text: str, filename: str = "tierbot.yaml") -> dict[str, Any]:
+    """The YAML document as a mapping (empty when the document is); SpecInvalid names the line otherwise."""
+    try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -28,16 +43,7 @@ def load_model(model: type[M], text: str, filename: str) -> M:
         data = {}
     if not isinstance(data, dict):
         raise SpecInvalid(filename, [f"{filename}:1: the document must be a mapping of settings"])
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = _dotted(loc) or "(top level)"
-            line = _line_of(node, loc)
-            problems.append(f"{filename}:{line}: {field}: {_message(err)}")
-        raise SpecInvalid(filename, problems) from None
+    return data
 
 
 def _message(err: dict[str, Any]) -> str:

@@ -76,6 +76,8 @@ class Recorded:
     status: int
     response: Any
     injected: bool  # the answer came from fail_next / rate_limit_next
+    response_headers: dict[str, str]
+    at: float  # time.time() when the fake answered: a retry's wait is measured from here
 
 
 @dataclass
@@ -217,8 +219,20 @@ class FakeGitHub(ServedFake, World):
                 reply = self._dispatch(method, path, query, headers, body)
                 reply = fault.reply() if fault is not None else reply
             reply.headers = self._standard_headers() | reply.headers
+            answered = {k.lower(): str(v) for k, v in reply.headers.items()}
             self.requests.append(
-                Recorded(method, path, query, headers, body, reply.status, reply.body, fault is not None)
+                Recorded(
+                    method,
+                    path,
+                    query,
+                    headers,
+                    body,
+                    reply.status,
+                    reply.body,
+                    fault is not None,
+                    answered,
+                    time.time(),
+                )
             )
             return reply
 

@@ -53,6 +53,7 @@ documents the header for JSON); Block Kit checks cover the common blocks only (s
 import asyncio
 import fnmatch
 import json
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ class Recorded:
     status: int
     response: Any
     injected: bool  # the answer came from fail_next / rate_limit_next
+    response_headers: dict[str, str]
+    at: float  # time.time() when the fake answered: a retry's wait is measured from here
 
 
 @dataclass
@@ -184,9 +187,19 @@ class FakeSlack(ServedFake, Workspace):
                 reply = fault.reply() if fault is not None else reply
             if method == RESPONSE_URL and isinstance(reply.body, dict):  # webhooks answer in plain text
                 reply.body = "ok" if reply.body.get("ok") else reply.body["error"]
+            answered = {k.lower(): str(v) for k, v in reply.headers.items()}
             self.requests.append(
                 Recorded(
-                    method, path, headers, content_type, args, reply.status, reply.body, fault is not None
+                    method,
+                    path,
+                    headers,
+                    content_type,
+                    args,
+                    reply.status,
+                    reply.body,
+                    fault is not None,
+                    answered,
+                    time.time(),
                 )
             )
             return reply

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,14 +14,19 @@ from .conftest import GitRepo
 
 
 @pytest.fixture
-def tierbot(settings):
+def cli_env(settings) -> dict[str, str]:
+    """The environment of a `tierbot` process: this test's data dir, nothing from the caller's TIERBOT_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
-    env |= {"TIERBOT_DATA_DIR": str(settings.data_dir), "TIERBOT_POLL_SECONDS": "0.05", "COLUMNS": "160"}
+    ours = {"TIERBOT_DATA_DIR": str(settings.data_dir), "TIERBOT_POLL_SECONDS": "0.05", "COLUMNS": "160"}
+    return env | ours
 
-    def call(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+
+@pytest.fixture
+def tierbot(cli_env):
+    def call(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "bot", *args],
-            env=env,
+            env=cli_env | (env or {}),
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -81,3 +88,74 @@ def test_tiers_and_schema(tierbot):
     assert "local" in tierbot("tiers").stdout
     schema = json.loads(tierbot("schema").stdout)
     assert schema["title"] == "tierbot.yaml"
+
+
+def test_a_local_repository_is_stored_absolute_and_found_by_a_worker_started_elsewhere(
+    tierbot, cli_env, settings, simple_repo: GitRepo, tmp_path: Path
+):
+    (tmp_path / "link").symlink_to(simple_repo.path)
+    assert tierbot("run", "main", "--no-wait", cwd=simple_repo.path).returncode == 0  # --repo . (default)
+    assert tierbot("run", "better", "--no-wait", "--repo", "link", cwd=tmp_path).returncode == 0
+    real = str(simple_repo.path.resolve())
+    assert all(real in tierbot("show", run).stdout for run in ("1", "2"))
+    assert tierbot("runs", env={"COLUMNS": "400"}).stdout.count(real) == 2
+
+    # Another repository where the worker starts: "." resolved there would run the wrong code.
+    elsewhere = GitRepo(tmp_path / "elsewhere")
+    elsewhere.commit({"tierbot.yaml": "name: other\nrun: {command: exit 9, outputs: out}\n"})
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot", "worker"], env=cli_env, cwd=elsewhere.path, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while "queued" in tierbot("runs").stdout or "running" in tierbot("runs").stdout:
+            assert time.monotonic() < deadline, tierbot("runs").stdout
+            time.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=60)
+    for run, accuracy in ((1, "0.9"), (2, "0.95")):
+        shown = tierbot("show", str(run)).stdout
+        assert "succeeded" in shown and "metrics.json" in shown, shown
+        assert f"done, accuracy {accuracy}" in (settings.logs_dir / f"run-{run}.log").read_text()
+
+
+def test_owner_name_and_urls_are_stored_as_given(tierbot, simple_repo: GitRepo, tmp_path: Path):
+    bare = tmp_path / "git" / "acme" / "models.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(simple_repo.path), str(bare)], check=True)
+    env = {"TIERBOT_GIT_URL_TEMPLATE": f"file://{tmp_path}/git/{{full_name}}.git"}
+    for run, repository in enumerate(("acme/models", bare.as_uri()), start=1):
+        queued = tierbot("run", "main", "--no-wait", "--repo", repository, cwd=tmp_path, env=env)
+        assert queued.returncode == 0, queued.stderr
+        assert f" · {repository} · main @ " in tierbot("show", str(run)).stdout
+
+
+TIERS = """\
+tiers:
+  - name: local
+    default: true
+  - name: gpu-small
+    backend: sagemaker
+"""
+
+
+def test_a_tier_this_installation_cannot_run_is_marked_and_refused_before_queueing(
+    tierbot, simple_repo: GitRepo, tmp_path: Path
+):
+    tiers_file = tmp_path / "tiers.yaml"
+    tiers_file.write_text(TIERS)
+    env = {"TIERBOT_TIERS_FILE": str(tiers_file)}
+    reason = "backend sagemaker is not provided by this installation yet"
+    listed = tierbot("tiers", env=env)
+    assert listed.returncode == 0 and f"Tier gpu-small is unavailable: {reason}." in listed.stdout
+    refused = tierbot("run", "main", "--repo", str(simple_repo), "--tier", "gpu-small", env=env)
+    assert refused.returncode == 2
+    assert f"Tier 'gpu-small' is unavailable: {reason}. Tiers you may use: local." in refused.stderr
+    assert "main @" not in tierbot("runs", env=env).stdout  # nothing was queued
+
+    tiers_file.write_text(TIERS.replace("    default: true\n", "") + "    default: true\n")  # gpu-small's
+    listed = tierbot("tiers", env=env)
+    assert f"The default tier gpu-small is unavailable: {reason}." in listed.stdout
+    refused = tierbot("run", "main", "--repo", str(simple_repo), env=env)
+    assert refused.returncode == 2
+    assert f"The default tier 'gpu-small' is unavailable: {reason}" in refused.stderr

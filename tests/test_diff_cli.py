@@ -186,11 +186,18 @@ def test_bad_config_and_bad_options_are_usage_errors(tmp_path):
     assert done.returncode == 2 and "Traceback" not in said(done)
 
 
-def test_link_out_of_the_directory_is_refused(tmp_path):
-    write(tmp_path, {"old/a.txt": "x", "new/a.txt": "y", "secret.txt": "s"})
+def test_link_out_of_the_directory_is_a_problem_not_a_refusal(tmp_path):
+    write(tmp_path, {"old/a.txt": "x", "new/a.txt": "x", "secret.txt": "s"})
     (tmp_path / "new" / "leak.txt").symlink_to(tmp_path / "secret.txt")
-    done = tierbot("old", "new", cwd=tmp_path)
-    assert done.returncode == 2 and "outside the workspace" in said(done)
+    done = tierbot("old", "new", "--json", cwd=tmp_path)
+    comparison = json.loads(done.stdout)
+    assert done.returncode == 0 and comparison["verdict"] == "changed"  # nothing else differs
+    (problem,) = comparison["problems"]
+    assert problem["path"] == "leak.txt" and problem["skipped"]
+    assert (
+        problem["message"]
+        == f"skipped on the branch: a symlink to {tmp_path / 'secret.txt'}, outside the workspace: not read"
+    )
 
 
 # -- how options and a config combine (no subprocess needed) --------------------------------------------

@@ -10,9 +10,11 @@ from bot.github.commands import Command, parse
 from bot.store import RunState
 from bot.worker import Worker
 
+from .conftest import SIMPLE_SPEC
 from .fakegithub import FakeGitHub
 from .test_github_reporting import REPO, make_bot, open_pull, settle
 from .test_github_webhook import hosted, pull_request, sha_of  # noqa: F401  (hosted: fixture)
+from .test_pr_refusals import push_branch
 
 # -- the grammar (pure) ---------------------------------------------------------------------------------
 
@@ -286,3 +288,13 @@ def test_the_bots_own_comments_and_issue_comments_are_ignored(bot, fake, simple_
     assert "a bot's comment" in bot.pipeline.deliveries.get("own").outcome
     assert "not on a pull request" in bot.pipeline.deliveries.get("issue").outcome
     assert heads(bot) == [] and ours(fake, 7) == []
+
+
+def test_a_pull_request_asking_for_a_forbidden_tier_asks_for_a_person(bot, fake, simple_repo, hosted):  # noqa: F811
+    sha = push_branch(simple_repo, hosted, "big", {"tierbot.yaml": SIMPLE_SPEC + "tier: big\n"})
+    open_pull(fake, simple_repo, branch="big")
+    bot.deliver("pull_request", pull_request(simple_repo, "opened", branch="big"))
+    settle(bot)
+    (check,) = fake.checks_for(REPO, sha)
+    assert (check.name, check.conclusion) == ("tierbot: simple (big)", "action_required")
+    assert "`/run experiment on big`" in check.output["summary"]

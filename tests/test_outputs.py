@@ -1,6 +1,8 @@
-"""Collecting outputs: the blob store, and every way an experiment could try to leak or flood."""
+"""Collecting outputs: the blob store, and every way an experiment could try to leak, hang or flood it:
+what is not safe to read is skipped with its reason, never read and never fatal."""
 
 import os
+import socket
 import stat
 from pathlib import Path
 
@@ -8,7 +10,8 @@ import pytest
 import xxhash
 
 from bot.errors import OutputsRejected
-from bot.outputs import BlobStore, OutputLimits, collect, file_hash
+from bot.manifest import Manifest
+from bot.outputs import BlobStore, OutputLimits, collect, file_hash, manifest_of
 
 LIMITS = OutputLimits(max_files=100, max_bytes=10 * 1024**2)
 
@@ -62,24 +65,31 @@ def test_path_of_refuses_what_is_not_a_hash(store):
         store.path_of("../../etc/passwd")
 
 
-def test_symlink_to_a_file_outside_is_rejected(workdir, store):
+def skipped(manifest: Manifest) -> dict[str, str]:
+    return {entry.path: entry.reason for entry in manifest.skipped}
+
+
+def test_symlink_to_a_file_outside_is_skipped_never_read(workdir, store):
     os.symlink("/etc/passwd", workdir / "outputs" / "passwd")
-    with pytest.raises(OutputsRejected, match=r"^outputs/passwd is a symlink to /etc/passwd, outside"):
-        collect(workdir, "outputs", store, LIMITS)
-    assert blobs(store) == []
+    manifest = collect(workdir, "outputs", store, LIMITS)
+    assert skipped(manifest) == {"passwd": "a symlink to /etc/passwd, outside the workspace: not read"}
+    assert sorted(manifest.files) == ["copy.json", "metrics.json", "plots/loss.png"]  # the rest still counts
+    assert len(blobs(store)) == 2  # nothing of /etc/passwd was copied
 
 
-def test_symlink_to_a_directory_outside_is_rejected(workdir, store):
+def test_symlink_to_a_directory_outside_is_skipped(workdir, store):
     os.symlink("/etc", workdir / "outputs" / "plots" / "etc")
-    with pytest.raises(OutputsRejected, match=r"outputs/plots/etc is a symlink to /etc,"):
-        collect(workdir, "outputs", store, LIMITS)
+    manifest = collect(workdir, "outputs", store, LIMITS)
+    assert skipped(manifest) == {"plots/etc": "a symlink to /etc, outside the workspace: not read"}
 
 
-def test_relative_symlink_climbing_out_is_rejected(workdir, store, tmp_path):
+def test_relative_symlink_climbing_out_is_skipped(workdir, store, tmp_path):
     (tmp_path / "secret.txt").write_text("secret")
     os.symlink("../../secret.txt", workdir / "outputs" / "innocent.txt")
-    with pytest.raises(OutputsRejected, match="secret.txt, outside the workspace"):
-        collect(workdir, "outputs", store, LIMITS)
+    manifest = collect(workdir, "outputs", store, LIMITS)
+    reason = f"a symlink to {tmp_path / 'secret.txt'}, outside the workspace: not read"
+    assert skipped(manifest) == {"innocent.txt": reason}
+    assert "innocent.txt" not in manifest.files
 
 
 def test_symlinked_outputs_directory_pointing_outside_is_rejected(tmp_path, store):
@@ -90,15 +100,28 @@ def test_symlinked_outputs_directory_pointing_outside_is_rejected(tmp_path, stor
         collect(workdir, "outputs", store, LIMITS)
 
 
-def test_symlinks_inside_the_workspace_are_fine(workdir, store):
+def test_symlinks_inside_the_workspace(workdir, store):
     (workdir / "data").mkdir()
     (workdir / "data" / "table.csv").write_text("id,x\n1,2\n")
+    os.mkfifo(workdir / "data" / "pipe")
     os.symlink("../data/table.csv", workdir / "outputs" / "table.csv")  # a file: its content is collected
     os.symlink("plots", workdir / "outputs" / "plots-latest")  # a directory: not followed
-    os.symlink("nowhere.txt", workdir / "outputs" / "dangling")  # no content: skipped
+    os.symlink("nowhere.txt", workdir / "outputs" / "dangling")  # no content
+    os.symlink("../data/pipe", workdir / "outputs" / "pipe-link")  # a FIFO behind a link is still a FIFO
+    os.symlink("loop-b", workdir / "outputs" / "loop-a")
+    os.symlink("loop-a", workdir / "outputs" / "loop-b")
     manifest = collect(workdir, "outputs", store, LIMITS)
     assert sorted(manifest.files) == ["copy.json", "metrics.json", "plots/loss.png", "table.csv"]
     assert store.path_of(manifest.files["table.csv"].hash).read_text() == "id,x\n1,2\n"
+    loop = "a symlink that cannot be followed (Too many levels of symbolic links): not read"
+    assert skipped(manifest) == {
+        "dangling": "a dangling symlink (to nowhere.txt): not read",
+        "loop-a": loop,
+        "loop-b": loop,
+        "pipe-link": "a symlink to a FIFO: not read",
+        "plots-latest": "a symlink to a directory: not followed",
+    }
+    assert [entry.path for entry in manifest.skipped] == sorted(skipped(manifest))
 
 
 def test_outputs_directory_may_be_a_symlink_inside_the_workspace(tmp_path, store):
@@ -109,10 +132,50 @@ def test_outputs_directory_may_be_a_symlink_inside_the_workspace(tmp_path, store
     assert list(collect(workdir, "out", store, LIMITS).files) == ["m.json"]
 
 
-def test_special_files_are_skipped_never_read(workdir, store):
-    os.mkfifo(workdir / "outputs" / "pipe")  # opening it would block the worker forever
+def test_fifos_and_sockets_are_skipped_never_opened(workdir, store, monkeypatch):
+    os.mkfifo(workdir / "outputs" / "plots" / "pipe")  # opening it would block the worker forever
+    monkeypatch.chdir(workdir / "outputs")  # a socket's path must be short: bind it by a relative one
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind("sock")
+        manifest = collect(workdir, "outputs", store, LIMITS)
+    assert skipped(manifest) == {"plots/pipe": "a FIFO: not read", "sock": "a socket: not read"}
+    assert len(manifest.files) == 3
+
+
+def test_devices_are_skipped_never_opened(workdir, store):
+    try:  # a copy of /dev/zero would stream forever
+        os.mknod(workdir / "outputs" / "zero", stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    except PermissionError:
+        pytest.skip("creating a device needs CAP_MKNOD")
     manifest = collect(workdir, "outputs", store, LIMITS)
-    assert "pipe" not in manifest.files and len(manifest.files) == 3
+    assert skipped(manifest) == {"zero": "a character device: not read"}
+
+
+def test_names_that_are_not_utf8_are_skipped_and_shown_escaped(workdir, store):
+    outputs = os.fsencode(workdir / "outputs")
+    Path(os.fsdecode(outputs + b"/caf\xe9.txt")).write_text("latin-1 name")
+    Path(os.fsdecode(outputs + b"/r\xe9sultats")).mkdir()
+    Path(os.fsdecode(outputs + b"/r\xe9sultats/a.txt")).write_text("in a latin-1 directory")
+    os.symlink(b"/nowhere/\xff", outputs + b"/link")  # a target that is not UTF-8 either
+    manifest = collect(workdir, "outputs", store, LIMITS)
+    assert skipped(manifest) == {
+        "caf\\xe9.txt": "a file name that is not UTF-8: not read",
+        "r\\xe9sultats": "a directory name that is not UTF-8: its files were not read",
+        "link": "a symlink to /nowhere/\\xff, outside the workspace: not read",
+    }
+    assert len(manifest.files) == 3
+    manifest.model_dump_json()  # text all the way: the database and every report can take it
+
+
+def test_manifest_of_skips_what_collect_skips(workdir):
+    os.symlink("/etc/passwd", workdir / "outputs" / "passwd")
+    os.mkfifo(workdir / "outputs" / "pipe")
+    manifest = manifest_of(workdir / "outputs")
+    assert sorted(manifest.files) == ["copy.json", "metrics.json", "plots/loss.png"]
+    assert skipped(manifest) == {
+        "passwd": "a symlink to /etc/passwd, outside the workspace: not read",
+        "pipe": "a FIFO: not read",
+    }
 
 
 def test_too_many_files(workdir, store):
@@ -121,6 +184,13 @@ def test_too_many_files(workdir, store):
     with pytest.raises(OutputsRejected, match=r"'outputs/' holds 8 files; the limit is 4"):
         collect(workdir, "outputs", store, OutputLimits(max_files=4, max_bytes=10**9))
     assert blobs(store) == []  # checked before anything is copied
+
+
+def test_skipped_entries_count_against_the_file_limit(workdir, store):
+    for i in range(2):
+        os.mkfifo(workdir / "outputs" / f"pipe{i}")  # each would be stored: a million must not flood
+    with pytest.raises(OutputsRejected, match=r"holds 3 files and 2 other entries; the limit is 4"):
+        collect(workdir, "outputs", store, OutputLimits(max_files=4, max_bytes=10**9))
 
 
 def test_too_many_bytes(workdir, store):

@@ -169,16 +169,24 @@ def _alive(pid: int) -> bool:
     return status.exists() and "zombie" not in status.read_text()
 
 
-def test_outputs_symlink_out_of_the_workspace_is_rejected(settings, simple_repo):
+def test_outputs_symlink_out_of_the_workspace_is_skipped_and_listed(settings, simple_repo):
     simple_repo.branch("leak")
     simple_repo.commit({"make.py": "import os\nos.makedirs('out')\nos.symlink('/etc', 'out/etc')\n"})
     pipeline = Pipeline(settings)
-    submission = pipeline.submit(RunRequest(repository=str(simple_repo), ref="leak"))
-    drain(pipeline)
+    submission, comparison = compare(pipeline, simple_repo, "leak")
     run = pipeline.run(submission.head.id)
-    assert run.state == RunState.failed
-    assert "/etc" in run.reason and "out/etc" in run.reason
+    assert run.state == RunState.succeeded and run.reason == "0 output files; 1 other entry not read"
     assert pipeline.outputs(run.id) == []
+    assert comparison.state == "done", comparison.reason
+    skipped = [p for p in comparison.result["problems"] if p["skipped"]]
+    assert skipped == [
+        {
+            "path": "etc",
+            "message": "skipped on the branch: a symlink to /etc, outside the workspace: not read",
+            "blocking": False,
+            "skipped": True,
+        }
+    ]
 
 
 def test_outputs_path_escaping_the_repository_is_refused_at_submit(settings, simple_repo):
@@ -199,4 +207,6 @@ def test_bad_requests_are_refused_before_anything_is_queued(settings, simple_rep
     simple_repo.git("commit", "-q", "-m", "drop spec")
     with pytest.raises(TierbotError, match="has no tierbot.yaml"):
         pipeline.submit(RunRequest(repository=str(simple_repo), ref="nospec"))
+    with pytest.raises(RefNotFound, match="nosuch"):  # the head is fine; nothing of it is queued either
+        pipeline.submit(RunRequest(repository=str(simple_repo), ref="better", base="nosuch"))
     assert pipeline.recent_runs() == []

@@ -2,16 +2,18 @@
 
 A worker hands a backend a `Job` (a checked-out workdir, a command, a tier) and a `Watcher` (the queue's
 ears: phase changes, log lines, the process group, cancellation) and gets an `Outcome` back. Backends
-never touch the database or the comparison; the Docker and AWS backends will slot in beside `local`.
+never touch the database or the comparison; the Docker and AWS backends will slot in beside `local`
+as rows of `PROVIDED`, which also answers, before anything is queued, whether a tier can run here.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from bot.errors import TierbotError
+from bot.errors import TierUnavailable
 from bot.settings import Settings
-from bot.tiers import Tier
+from bot.tiers import Tier, TierSet
 
 OutcomeState = Literal["succeeded", "failed", "timed_out", "cancelled"]
 
@@ -27,6 +29,7 @@ class Job:
     log_path: Path  # written afresh by each attempt: environment build output, then the command's
     max_log_bytes: int
     trusted: bool = True  # False: a fork's code, which gets none of the worker's environment (secrets)
+    redact: Callable[[list[str]], list[str]] | None = None  # every batch of log lines passes it first
 
 
 @dataclass
@@ -56,11 +59,44 @@ class Backend(Protocol):
     def run(self, job: Job, watcher: Watcher) -> Outcome: ...
 
 
-def backend_for(tier: Tier, settings: Settings) -> Backend:
-    if tier.backend == "local":
-        from bot.backends.local import LocalBackend  # local imports Job and Outcome from here
+def _nothing_missing(_tier: Tier, _settings: Settings) -> str | None:
+    return None
 
-        return LocalBackend(settings)
-    raise TierbotError(
-        f"tier {tier.name} uses backend {tier.backend}, which this installation does not provide yet"
-    )
+
+def _local(settings: Settings) -> Backend:
+    from bot.backends.local import LocalBackend  # local imports Job and Outcome from here
+
+    return LocalBackend(settings)
+
+
+@dataclass(frozen=True)
+class Provided:
+    """A backend this installation provides. `missing` says why it cannot run a tier here (None: it can).
+    It runs at start for every tier, so it stays cheap: no heavy SDK imported just to answer, one quick
+    question at most (docker: does the `docker` package import, does the engine answer a ping)."""
+
+    missing: Callable[[Tier, Settings], str | None]
+    build: Callable[[Settings], Backend]
+
+
+PROVIDED: dict[str, Provided] = {"local": Provided(missing=_nothing_missing, build=_local)}
+
+
+def availability(tier: Tier, settings: Settings) -> str | None:
+    """Why this installation cannot run the tier, or None when it can."""
+    provided = PROVIDED.get(tier.backend)
+    if provided is None:
+        return f"backend {tier.backend} is not provided by this installation yet"
+    return provided.missing(tier, settings)
+
+
+def mark_availability(tiers: TierSet, settings: Settings) -> TierSet:
+    """The tiers, each carrying its availability here: the composition root's answer for the pure tiers."""
+    return tiers.with_availability({tier.name: availability(tier, settings) for tier in tiers.tiers})
+
+
+def backend_for(tier: Tier, settings: Settings) -> Backend:
+    reason = availability(tier, settings)
+    if reason is not None:  # a run queued before its backend went away (or before tierbot checked)
+        raise TierUnavailable(f"Tier {tier.name!r} is unavailable: {reason}.")
+    return PROVIDED[tier.backend].build(settings)

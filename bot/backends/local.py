@@ -34,7 +34,7 @@ class LocalBackend:
         self.grace_seconds = grace_seconds
 
     def run(self, job: Job, watcher: Watcher) -> Outcome:
-        with LogSink(job.log_path, job.max_log_bytes, watcher.log) as sink:
+        with LogSink(job.log_path, job.max_log_bytes, watcher.log, job.redact) as sink:
             env = _inherited_env(job.trusted)
             if job.requirements is not None:
                 watcher.phase("building")

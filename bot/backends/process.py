@@ -27,9 +27,16 @@ _PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 
 
 class LogSink:
-    """The run's log file (capped at `max_bytes`), its last lines, and the watcher, fed line by line."""
+    """The run's log file (capped at `max_bytes`), its last lines, and the watcher, fed line by line.
+    `redact` filters each batch of lines first: what is stored (and so every later view) holds no secret."""
 
-    def __init__(self, path: Path, max_bytes: int, forward: Callable[[str], None]):
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        forward: Callable[[str], None],
+        redact: Callable[[list[str]], list[str]] | None = None,
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._file: IO[bytes] | None = open(path, "wb")  # noqa: SIM115 (closed by close(), after the reader)
         self._max_bytes = max_bytes
@@ -37,13 +44,23 @@ class LogSink:
         self._truncated = False
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._forward = forward
+        self._redact = redact
         self._lock = threading.Lock()
 
     def line(self, text: str) -> None:
+        self.lines([text])
+
+    def lines(self, texts: list[str]) -> None:
         with self._lock:
-            self._tail.append(text)  # the tail keeps following even when the file is full
-            self._write(text)
-        self._forward(text.rsplit("\r", 1)[-1])  # a progress bar redraws with \r: show its latest state
+            if self._redact is not None:  # it follows a key block across batches: one batch at a time
+                texts = self._redact(texts)
+            self._tail.extend(texts)  # the tail keeps following even when the file is full
+            for text in texts:
+                self._write(text)
+            if self._file is not None:
+                self._file.flush()  # the log is read live (dashboard, `tierbot show`)
+        for text in texts:
+            self._forward(text.rsplit("\r", 1)[-1])  # a progress bar redraws with \r: its latest state
 
     def _write(self, text: str) -> None:
         if self._file is None or self._truncated:
@@ -55,7 +72,6 @@ class LogSink:
         else:
             self._written += len(data)
         self._file.write(data)
-        self._file.flush()  # the log is read live (dashboard, `tierbot show`)
 
     def tail_lines(self) -> list[str]:
         with self._lock:
@@ -138,9 +154,23 @@ def _wait(proc: subprocess.Popen, watcher: Watcher, deadline: float) -> Literal[
 
 
 def _pump(stream: IO[bytes], sink: LogSink) -> None:
+    """Whatever the pipe holds, as whole lines: a burst of output is handled (and redacted) in batches,
+    a slow trickle line by line as it comes."""
+    pending = b""
     with stream:
-        for raw in iter(lambda: stream.readline(READ_LIMIT), b""):
-            sink.line(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        while chunk := stream.read1(READ_LIMIT):
+            *complete, pending = (pending + chunk).split(b"\n")
+            if len(pending) >= READ_LIMIT:  # a "line" without newlines: cut, so memory stays bounded
+                complete.append(pending)
+                pending = b""
+            if complete:
+                sink.lines([_text(raw) for raw in complete])
+        if pending:
+            sink.lines([_text(pending)])
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace").rstrip("\r")
 
 
 def _child_setup(memory_bytes: int | None, parent: int) -> Callable[[], None]:

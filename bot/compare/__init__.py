@@ -4,7 +4,8 @@ Pure: manifests, a way to read a file, and the spec's `compare` section in; a `C
 whose hashes match are identical and never opened. Every other file goes to the comparer of its kind
 (`COMPARERS`: metrics, text, binary; one module each), so a kind can deepen, or a new kind arrive,
 without touching the others. A file that cannot be compared becomes a `FileProblem`; it never stops
-the rest.
+the rest. So does each entry a manifest lists as skipped (never read: a link out of the workspace, a
+FIFO...), which makes the verdict at least `changed`.
 """
 
 import importlib
@@ -104,6 +105,16 @@ def _missing_tables(spec: CompareSection, paths: set[str]) -> list[FileProblem]:
     ]
 
 
+def _skipped_entries(base: Manifest, head: Manifest, spec: CompareSection) -> list[FileProblem]:
+    """What either run left but was not read, with why; an ignored path is no news, read or not."""
+    return [
+        FileProblem(path=entry.path, message=f"skipped on {side}: {entry.reason}", skipped=True)
+        for side, manifest in (("main", base), ("the branch", head))
+        for entry in manifest.skipped
+        if not spec.ignored(entry.path)
+    ]
+
+
 def compare_outputs(
     base: Manifest,
     head: Manifest,
@@ -142,6 +153,7 @@ def compare_outputs(
         problems += outcome.problems
     problems += _missing_metric_files(spec, set(paths))
     problems += _missing_tables(spec, set(paths))
+    problems += _skipped_entries(base, head, spec)
     problems.sort(key=lambda p: (p.path, p.message))
     verdict, reasons = decide(files, metrics, problems, tables)
     return Comparison(

@@ -75,6 +75,7 @@ class FileProblem(BaseModel):
     path: str
     message: str
     blocking: bool = False  # a guarded metric could not be checked, so the comparison fails
+    skipped: bool = False  # an entry of an outputs directory that was not read (a link out, a FIFO...)
 
 
 class SchemaChange(BaseModel):

@@ -4,7 +4,9 @@ Rule v1: **fail** when a metric got worse beyond its threshold (or a guarded met
 checked on the branch), or when a table listed in tierbot.yaml's `compare.tables` has cells beyond
 tolerance, rows added or removed, columns added, removed or retyped, or is missing on the branch; else
 **changed** when any compared file differs, was added or removed — even if only in volatile tokens or
-within tolerance, because the bytes did change and hiding that would make "pass" a lie; else **pass**.
+within tolerance, because the bytes did change and hiding that would make "pass" a lie — or when either
+run left an entry that was not read (a link out of the workspace, a FIFO...): what was not compared
+cannot pass; else **pass**.
 """
 
 from collections.abc import Sequence
@@ -122,12 +124,15 @@ def decide(
     reasons += [p.message for p in blocking[:MAX_NAMED]]
     files_line, metrics_line = files_reason(files), metrics_reason(metrics)
     reasons += [line for line in (files_line, metrics_line) if line]
-    others = len(problems) - len(blocking)
+    skipped = sum(1 for p in problems if p.skipped)
+    if skipped:
+        reasons.append(f"{skipped} output {'entry' if skipped == 1 else 'entries'} skipped (see below)")
+    others = len(problems) - len(blocking) - skipped
     if others:
         reasons.append(f"{_plural(others, 'problem')} comparing files (see below)")
     if failed or blocking or table_failures:
         return "fail", reasons
-    if files_line:
+    if files_line or skipped:
         return "changed", reasons
     identical = sum(1 for f in files if f.status == "identical")
     ignored = sum(1 for f in files if f.status == "ignored")

@@ -7,10 +7,12 @@ POSTs never are, since a 502 may hide a success; callers find before they create
 
 from functools import cached_property
 
-from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github import Auth, Github, GithubException, GithubIntegration
 from github.Repository import Repository
 
 from bot.errors import TierbotError
+from bot.github.retry import github_retry
+from bot.redact import Redactor
 from bot.settings import Settings
 from bot.tiers import GITHUB_ROLES
 
@@ -18,8 +20,9 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PATCH", "PUT", "DELETE", "OPTIONS"})
 
 
 class GitHubApi:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, redact: Redactor):
         self.settings = settings
+        self.redact = redact
         self._clients: dict[int | None, Github] = {}
         self._logins: dict[int | None, str] = {}
         self._installations: dict[str, int] = {}  # repository → the App's installation on it
@@ -34,16 +37,11 @@ class GitHubApi:
             self._clients[installation] = Github(
                 base_url=self.settings.github_api_url,
                 auth=self._auth(installation),
-                retry=GithubRetry(
-                    total=self.settings.github_retries,
-                    backoff_factor=0.5,
-                    allowed_methods=IDEMPOTENT,
-                    secondary_rate_wait=self.settings.github_max_wait_seconds,
-                    max_rate_limit_wait=self.settings.github_max_wait_seconds,
-                ),
+                retry=github_retry(self.settings, IDEMPOTENT),
                 seconds_between_requests=None,
                 seconds_between_writes=None,
             )
+            _redact_bodies(self._clients[installation], self.redact)
         return self._clients[installation]
 
     def repo(self, installation: int | None, full_name: str) -> Repository:
@@ -58,7 +56,7 @@ class GitHubApi:
         return GithubIntegration(
             auth=self._app_auth(),
             base_url=self.settings.github_api_url,
-            retry=self.settings.github_retries,
+            retry=github_retry(self.settings, IDEMPOTENT),
             seconds_between_requests=None,
             seconds_between_writes=None,
         )
@@ -138,3 +136,15 @@ class GitHubApi:
                 if exc.status != 404:  # a team that does not exist has no members
                     raise
         return tuple(member)
+
+
+def _redact_bodies(client: Github, redact: Redactor) -> None:
+    """Every JSON body this client sends (comments, check runs, replies, whatever comes next) passes the
+    redactor: PyGithub's requester sends them all through `requestJson`, the one place to hook."""
+    requester = client.requester
+    send = requester.requestJson
+
+    def request_json(verb: str, url: str, parameters=None, headers=None, input=None, *args, **kwargs):
+        return send(verb, url, parameters, headers, redact.data(input), *args, **kwargs)
+
+    requester.requestJson = request_json

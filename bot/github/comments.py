@@ -158,4 +158,4 @@ def approve(who: Commenter) -> Answer:
 
 def help_text(who: Commenter) -> str:
     tiers = who.pipeline.tiers
-    return render("help.md.j2", tiers=tiers.usable_by(who.requester), default_tier=tiers.default.name)
+    return render("help.md.j2", tiers=tiers.usable_by(who.requester), default_tier=tiers.default)

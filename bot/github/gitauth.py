@@ -9,10 +9,11 @@ them before they expire, so each fetch gets a valid one.
 import base64
 from collections.abc import Callable
 
+from bot.redact import Redactor
 from bot.settings import Settings
 
 
-def git_credentials(settings: Settings) -> Callable[[str], str | None] | None:
+def git_credentials(settings: Settings, redact: Redactor) -> Callable[[str], str | None] | None:
     if settings.git_url_template is not None:
         return None
     if not (settings.github_token or (settings.github_app_id and settings.github_private_key)):
@@ -26,7 +27,7 @@ def git_credentials(settings: Settings) -> Callable[[str], str | None] | None:
         if api is None:
             from bot.github.client import GitHubApi  # PyGithub only where GitHub is fetched from
 
-            api = GitHubApi(settings)
+            api = GitHubApi(settings, redact)
         token = api.git_token(repository)
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
         return f"Authorization: Basic {basic}"

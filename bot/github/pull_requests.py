@@ -97,11 +97,13 @@ def on_pull_request_update(event: Event, door: Door) -> str:
         return f"skipped: #{pull.number} is a draft (TIERBOT_GITHUB_RUN_DRAFTS runs drafts too)"
     superseded = door.pipeline.queue.cancel_subject(pull.subject, keep_sha=pull.head_sha)
     requester = Requester(name=pull.author, github_login=pull.author)
+    notify = door.pipeline.settings.slack_notify.get(pull.repository)
+    request = pull.request(installation_of(event), requester, notify=notify)
     try:
-        notify = door.pipeline.settings.slack_notify.get(pull.repository)
-        submission = door.pipeline.submit(pull.request(installation_of(event), requester, notify=notify))
-    except TierbotError as exc:
-        return f"not run: {exc}"
+        submission = door.pipeline.submit(request)
+    except TierbotError as exc:  # the PR says why (check run, sticky comment): nothing is silent
+        refused = door.pipeline.refuse(request, pull.head_sha, exc)
+        return f"refused as run {refused.id}: {exc}"
     cancelled = f"; cancelled superseded runs {superseded}" if superseded else ""
     waiting = " (a fork: waiting for approval)" if submission.head.state == RunState.waiting else ""
     return f"queued run {submission.head.id} for #{pull.number} @ {pull.head_sha[:7]}{waiting}{cancelled}"

@@ -11,8 +11,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from bot.compare import Comparison as Result
 from bot.report import ReportContext, render_markdown
 from bot.resources import resource_dir
-from bot.runtext import progress
+from bot.runtext import progress, refusal
 from bot.store import Comparison, Run, RunState
+from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON
 
 COMMENT_LIMIT = 65_536
 CHECK_SUMMARY_LIMIT = 65_535
@@ -67,6 +68,11 @@ def _fence(text: str) -> str:
 
 def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[str, str, str]:
     """(conclusion, title, detail) when there is no comparison to show."""
+    if run.phase in (REFUSED, REFUSED_NEEDS_PERSON):
+        title, detail = refusal(run)
+        fenced = f"{_fence(run.reason or '')}\n{run.reason}\n{_fence(run.reason or '')}"
+        conclusion = "action_required" if run.phase == REFUSED_NEEDS_PERSON else "failure"
+        return conclusion, title, f"{fenced}\n\n{detail}"
     if run.state != RunState.succeeded:
         conclusion = {"timed_out": "timed_out", "cancelled": "cancelled"}.get(run.state, "failure")
         return conclusion, f"The experiment {run.state}: {run.reason}", ""
@@ -93,13 +99,15 @@ def check_view(
         title = f"{comparison.verdict.upper()}: " + "; ".join(result.reasons)
         return CheckView("completed", title[:200], summary, CONCLUSIONS[comparison.verdict], [RERUN])
     conclusion, title, detail = _ended_without_comparison(run, comparison)
+    refused = run.phase in (REFUSED, REFUSED_NEEDS_PERSON)
+    actions = [] if refused else [RERUN]  # a refused commit is refused again: the fix is a new push
     summary = (
         _env()
         .get_template("state.md.j2")
         .render(run=run, title=title, detail=detail, log_tail=run.log_tail, fence=_fence(run.log_tail or ""))
     )
     summary = summary.encode()[:CHECK_SUMMARY_LIMIT].decode(errors="ignore")
-    return CheckView("completed", title[:200], summary, conclusion, [RERUN])
+    return CheckView("completed", title[:200], summary, conclusion, actions)
 
 
 def sticky_body(

@@ -3,6 +3,11 @@
 One environment per flavour: `md` (GitHub Markdown), `html` (autoescaped), `term` (rich markup) and
 `slack` (Block Kit mrkdwn). Every filter is registered in all of them, so templates name what a value
 is (`code`, `key`, `share`) and the flavour's escaping stays in one place: here.
+
+User data is hostile until shown otherwise: an output file may be named `<b>x</b>`, `a|b.md`,
+"line\nbreak" or carry terminal escape sequences. Every filter that takes text shows control
+characters as symbols (`␛`) rather than passing them on, and the HTML flavour does the same for every
+value it prints (`_html_value`), so no view has to remember to.
 """
 
 import re
@@ -10,6 +15,7 @@ from collections.abc import Mapping
 from functools import cache
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from markupsafe import Markup
 from rich.markup import escape as rich_escape
 
 from bot.compare.numbers import format_number, format_percent, format_signed
@@ -17,11 +23,39 @@ from bot.resources import resource_dir
 from bot.units import format_size
 
 _NEWLINES = re.compile(r"\r\n|\r|\n")
+# C0 and C1 control characters but tab and line feed (a terminal obeys ESC sequences, CR rewrites the
+# line), Unicode's line separators and its bidirectional controls, which can reorder or hide text.
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _picture(match: re.Match) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return chr(0x2400 + code)  # Unicode's control pictures: ␛ for ESC, ␍ for CR
+    return "␡" if code == 0x7F else f"\\u{code:04x}"
+
+
+def shown(text: str) -> str:
+    """Control characters as symbols or `\\u202e`, seen and never obeyed; tabs and line feeds kept."""
+    return _CONTROLS.sub(_picture, text)
 
 
 def visible(value: object) -> str:
     """One line: line breaks inside a value shown as `↵`, tabs as spaces, so they cannot break markup."""
-    return _NEWLINES.sub("↵", str(value)).replace("\t", " ")
+    return shown(_NEWLINES.sub("↵", str(value)).replace("\t", " "))
+
+
+def _html_value(value: object) -> object:
+    """Every value the HTML flavour prints, before autoescaping: one line, control characters shown.
+    Markup (a rendered macro, `|safe`) is already built from such values and passes as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return shown(_NEWLINES.sub("↵", value))
+    return value
+
+
+def term_text(value: object) -> str:
+    """Text in rich markup: `[` cannot open a style, nothing can reach the terminal as a control code."""
+    return rich_escape(shown(_NEWLINES.sub("↵", str(value))))
 
 
 def clip(value: object, width: int = 120) -> str:
@@ -36,8 +70,10 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
 def md_text(value: object) -> str:
-    """Plain text in Markdown: punctuation that could start markup or end a table cell is escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).splitlines()))
+    """Plain text in Markdown: punctuation that could start markup or end a table cell is escaped, and
+    `@` is a look-alike: GitHub notifies whoever `@name` names, escaped or not, outside code."""
+    text = shown(" ".join(str(value).splitlines()))
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("@", "＠")
 
 
 def md_code(value: object, table: bool = False) -> str:
@@ -78,7 +114,7 @@ def _slack_entities(text: str) -> str:
 
 def slack_text(value: object) -> str:
     """Free text in mrkdwn: control characters as entities, formatting characters as look-alikes."""
-    text = " ".join(str(value).splitlines()).translate(_SLACK_LOOKALIKES)
+    text = shown(" ".join(str(value).splitlines())).translate(_SLACK_LOOKALIKES)
     return _slack_entities(_SLACK_EDGE_UNDERSCORE.sub("ˍ", text))
 
 
@@ -140,12 +176,13 @@ FILTERS = {
     "dims": dimensions,
     "key": key_text,
     "visible": visible,
+    "shown": shown,
     "clip": clip,
     "md": md_text,
     "code": md_code,
     "fence": md_fence,
     "url": md_url,
-    "esc": rich_escape,
+    "esc": term_text,
     "fit": fit,
     "sl": slack_text,
     "slcode": slack_code,
@@ -163,6 +200,7 @@ def environment(flavour: str) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
         extensions=["jinja2.ext.do"],
+        finalize=_html_value if flavour == "html" else None,
     )
     env.filters.update(FILTERS)
     return env

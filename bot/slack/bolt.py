@@ -8,26 +8,25 @@ Slack's retries and double clicks never start a second run.
 import re
 
 from slack_bolt import App
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler, ServerErrorRetryHandler
 
 from bot.pipeline import Pipeline
+from bot.redact import Redactor
 from bot.settings import Settings
 from bot.slack import grammar
+from bot.slack.clients import RedactingWebClient
+from bot.slack.retry import WaitAsAsked
 from bot.slack.views import help_text, tiers_text
 
 
-def web_client(settings: Settings) -> WebClient:
+def web_client(settings: Settings, redact: Redactor) -> RedactingWebClient:
     """slack_sdk retries only dropped connections by default; rate limits and 5xx are retried here."""
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     retries = settings.slack_retries
-    return WebClient(
+    return RedactingWebClient(
+        redact=redact,
         token=token,
         base_url=settings.slack_api_url,
-        retry_handlers=[
-            RateLimitErrorRetryHandler(max_retry_count=retries),
-            ServerErrorRetryHandler(max_retry_count=retries),
-        ],
+        retry_handlers=[WaitAsAsked(max_retry_count=retries)],
     )
 
 
@@ -35,7 +34,7 @@ def create_bolt(pipeline: Pipeline) -> App:
     settings = pipeline.settings
     secret = settings.slack_signing_secret
     app = App(
-        client=web_client(settings),
+        client=web_client(settings, pipeline.redactor),
         signing_secret=secret.get_secret_value() if secret else None,
         # Without a signing secret there is no HTTP route, only Socket Mode's authenticated websocket.
         request_verification_enabled=secret is not None,
@@ -46,27 +45,27 @@ def create_bolt(pipeline: Pipeline) -> App:
 
     @app.command("/run")
     def run_command(ack, body: dict) -> None:
+        # The answer is the ack itself: it leaves for Slack here, so it passes the redactor here.
+        ack(response_type="ephemeral", text=pipeline.redactor(command_answer(body)))
+
+    def command_answer(body: dict) -> str:
         try:
             command = grammar.parse(body.get("text", ""))
         except grammar.GrammarError as exc:
-            ack(response_type="ephemeral", text=str(exc))
-            return
+            return str(exc)
         if command.verb == "help":
-            ack(response_type="ephemeral", text=help_text())
-            return
+            return help_text()
         if command.verb == "tiers":
-            ack(response_type="ephemeral", text=tiers_text(pipeline.tiers))
-            return
+            return tiers_text(pipeline.tiers)
         new = record(f"slack:{body['trigger_id']}", "slack", "command", command.verb, body)
         said = f"`/run {body.get('text', '').strip()}`"
         if not new:
-            ack(response_type="ephemeral", text=f"Already on it: {said}.")
-            return
+            return f"Already on it: {said}."
         ahead = ""
         tier = command.tier or pipeline.tiers.default.name
         if command.verb == "experiment" and tier in pipeline.tiers.names():  # unknown: answered later
             ahead = f" {pipeline.queue.waiting_on(tier)} runs are ahead on tier `{tier}`."
-        ack(response_type="ephemeral", text=f"On it: {said}.{ahead} Its message follows here.")
+        return f"On it: {said}.{ahead} Its message follows here."
 
     @app.action(re.compile(r"^tierbot_(cancel|rerun|logs)$"))
     def button(ack, body: dict, action: dict) -> None:

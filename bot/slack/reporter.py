@@ -2,17 +2,15 @@
 replies (to the command's `response_url`, else as an ephemeral message). Called by the report outbox:
 a failed call is retried later, and an update that failed is retried as an update, never reposted."""
 
-from slack_sdk import WebClient
-from slack_sdk.webhook import WebhookClient
-
 from bot.pipeline import Pipeline
+from bot.slack.clients import RedactingWebClient, RedactingWebhookClient
 from bot.slack.views import run_message
 from bot.store import Report
 from bot.store.models import utcnow
 
 
 class SlackReporter:
-    def __init__(self, client: WebClient):
+    def __init__(self, client: RedactingWebClient):
         self.client = client
 
     def sync(self, pipeline: Pipeline, report: Report) -> dict:
@@ -42,7 +40,7 @@ class SlackReporter:
     def reply(self, pipeline: Pipeline, report: Report) -> dict:
         target = report.target
         if target.get("response_url"):
-            answer = WebhookClient(target["response_url"]).send(
+            answer = RedactingWebhookClient(target["response_url"], redact=self.client.redact).send(
                 text=target["text"], response_type=target["response_type"], replace_original=False
             )
             if answer.status_code == 200:

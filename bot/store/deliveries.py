@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from bot.retry import backoff
 from bot.store.db import Database
 from bot.store.models import Delivery, utcnow
 
@@ -98,14 +99,14 @@ class Deliveries:
                 .values(state=state, outcome=outcome[:4000], processed_at=utcnow(), lease_expires_at=None)
             )
 
-    def retry_later(self, delivery_id: str, outcome: str, delay: float) -> None:
-        """Handle it again after `delay` seconds (as if its handler had died), until attempts run out."""
+    def retry_later(self, delivery_id: str, outcome: str, retry_after: float | None = None) -> float:
+        """Handle it again after `bot.retry.backoff` (never sooner than the API asked: `retry_after` s),
+        as if its handler had died, until attempts run out; the delay."""
         with self.db.session() as s:
-            s.execute(
-                update(Delivery)
-                .where(Delivery.id == delivery_id)
-                .values(outcome=outcome[:4000], lease_expires_at=utcnow() + timedelta(seconds=delay))
-            )
+            delivery = s.get(Delivery, delivery_id)
+            delay = backoff(delivery.attempts, retry_after)
+            delivery.outcome, delivery.lease_expires_at = outcome[:4000], utcnow() + timedelta(seconds=delay)
+        return delay
 
     def get(self, delivery_id: str) -> Delivery | None:
         with self.db.session() as s:

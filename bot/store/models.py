@@ -41,6 +41,12 @@ class RunState(enum.StrEnum):
         return self not in (RunState.waiting, RunState.queued, RunState.running)
 
 
+# The phase of a run that never started: its request was refused (an invalid spec, an unknown tier...),
+# and the doors say why; a person other than the author must act when the tier was forbidden.
+REFUSED = "refused"
+REFUSED_NEEDS_PERSON = "refused: needs a person"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -114,6 +120,21 @@ class Output(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
     run: Mapped[Run] = relationship(back_populates="outputs")
+
+
+class SkippedOutput(Base):
+    """An entry of a run's outputs directory that was not read (a link out of the workspace, a FIFO...).
+
+    Kept beside the outputs, not among them: an `Output` always has content in the blob store. The
+    comparison lists each one as a problem, with the reason.
+    """
+
+    __tablename__ = "skipped_outputs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)  # any name the experiment chose, however long
+    reason: Mapped[str] = mapped_column(Text)  # may quote a symlink's target
 
 
 class Comparison(Base):

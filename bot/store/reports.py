@@ -9,10 +9,9 @@ from datetime import timedelta
 
 from sqlalchemy import or_, select, update
 
+from bot.retry import backoff
 from bot.store.db import Database
 from bot.store.models import Report, Run, utcnow
-
-MAX_BACKOFF_SECONDS = 300
 
 
 class Reports:
@@ -40,7 +39,8 @@ class Reports:
             s.add(Report(run_id=run_id, door=door, target=address, memo={}))
         else:
             report.version += 1
-            report.next_attempt_at = min(report.next_attempt_at, utcnow())
+            if report.attempts == 0:  # a failed report keeps its backoff: the API may have asked for it
+                report.next_attempt_at = min(report.next_attempt_at, utcnow())
 
     def claim(self) -> tuple[Report, int] | None:
         """A report that is behind and not being synced; with the version this sync brings it to."""
@@ -70,12 +70,12 @@ class Reports:
             )
 
     def failed(self, report_id: int, error: str, memo: dict, retry_after: float | None = None) -> None:
-        """Retry later, backing off up to five minutes (or as the door asked); due until a sync succeeds."""
+        """Retry later, after `bot.retry.backoff` (never sooner than the door asked: `retry_after` s);
+        due until a sync succeeds."""
         with self.db.session() as s:
             report = s.get(Report, report_id)
             report.attempts += 1
-            delay = max(min(2**report.attempts, MAX_BACKOFF_SECONDS), retry_after or 0)
-            report.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            report.next_attempt_at = utcnow() + timedelta(seconds=backoff(report.attempts, retry_after))
             report.error, report.memo, report.lease_expires_at = error[:4000], memo, None
 
     def of_run(self, run_id: int) -> list[Report]:
