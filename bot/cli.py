@@ -193,7 +193,11 @@ def show(run_id: Annotated[int, typer.Argument(metavar="RUN")]) -> None:
     """Show one run: its state, reason, where it is reported, outputs and log tail."""
     pipeline = _pipeline()
     r = pipeline.run(run_id)
-    console.print(f"[bold]Run {r.id}[/] {r.role} · {escape(r.repository)} · {escape(r.ref or '')} @ {r.sha}")
+    # Its log tail and reason are stored redacted; what else it shows is redacted here when the run is
+    # reported to a door (this output may well be pasted there).
+    say = pipeline.redactor if r.report_to else str
+    where = say(f"{r.repository} · {r.ref or ''}")
+    console.print(f"[bold]Run {r.id}[/] {r.role} · {escape(where)} @ {r.sha}")
     console.print(f"experiment {r.experiment} · tier {r.tier} · attempts {r.attempts}")
     _print_run_end(r)
     for report in pipeline.reports.of_run(run_id):
@@ -201,7 +205,7 @@ def show(run_id: Annotated[int, typer.Argument(metavar="RUN")]) -> None:
             console.print(f"reported to {report.door}: up to date")
         else:
             trouble = f" ({report.attempts} failed attempts: {report.error})" if report.error else ""
-            console.print(f"[yellow]reported to {report.door}: behind{escape(trouble)}[/]")
+            console.print(f"[yellow]reported to {report.door}: behind{escape(say(trouble))}[/]")
     outputs = pipeline.outputs(run_id)
     if outputs:
         table = Table("output", "size", "hash")

@@ -13,6 +13,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from bot.backends import mark_availability
 from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
 from bot.errors import RunNotFound, TierbotError
@@ -53,7 +54,7 @@ class Pipeline:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.db = Database(settings.db_url)
-        self.tiers = load_tiers(settings.tiers_file)
+        self.tiers = mark_availability(load_tiers(settings.tiers_file), settings)
         self.redactor = redactor_for(settings, self.tiers)  # what is stored or leaves for a door passes it
         self.code = CodeCache(
             settings.mirrors_dir,

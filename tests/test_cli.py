@@ -108,8 +108,8 @@ def test_a_local_repository_is_stored_absolute_and_found_by_a_worker_started_els
     )
     try:
         deadline = time.monotonic() + 180
-        while "queued" in tierbot("runs").stdout or "running" in tierbot("runs").stdout:
-            assert time.monotonic() < deadline, tierbot("runs").stdout
+        while any(state in (listing := tierbot("runs").stdout) for state in ("queued", "running")):
+            assert time.monotonic() < deadline, listing
             time.sleep(0.5)
     finally:
         worker.send_signal(signal.SIGINT)

@@ -67,7 +67,7 @@ def test_check_summary_of_a_crashed_run_shows_the_log_tail():
 
 
 def test_help_reply():
-    text = render("help.md.j2", tiers=BUILTIN.tiers, default_tier="local")
+    text = render("help.md.j2", tiers=BUILTIN.tiers, default_tier=BUILTIN.default)
     body = render(
         "reply.md.j2", marker="<!-- tierbot:reply-to=99 -->", login="octocat", answers=[("/run help", text)]
     )

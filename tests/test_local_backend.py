@@ -321,5 +321,5 @@ def test_kill_process_group(tmp_path):
 
 def test_backend_for(settings):
     assert isinstance(backend_for(Tier(name="local"), settings), LocalBackend)
-    with pytest.raises(TierbotError, match="tier gpu uses backend sagemaker, which this installation does"):
+    with pytest.raises(TierbotError, match="Tier 'gpu' is unavailable: backend sagemaker is not provided"):
         backend_for(Tier(name="gpu", backend="sagemaker"), settings)

@@ -43,5 +43,6 @@ def test_crashed_message_and_texts():
         RunState.failed, ref="feature-x", reason="exit code 3", log_tail="Traceback…\nValueError: boom"
     )
     pinned("slack-failed.json", run_message(crashed, None, None, NOW, 0, TIERS))
-    texts = "\n---\n".join([help_text(), tiers_text(TIERS), log_text(crashed, crashed.log_tail + "\n```")])
+    log = log_text(crashed, crashed.log_tail + "\n```")
+    texts = "\n---\n".join([help_text(TIERS), tiers_text(TIERS), log])
     check_golden("slack-texts.md", texts + "\n")

@@ -54,7 +54,7 @@ def create_bolt(pipeline: Pipeline) -> App:
         except grammar.GrammarError as exc:
             return str(exc)
         if command.verb == "help":
-            return help_text()
+            return help_text(pipeline.tiers)
         if command.verb == "tiers":
             return tiers_text(pipeline.tiers)
         new = record(f"slack:{body['trigger_id']}", "slack", "command", command.verb, body)

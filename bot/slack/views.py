@@ -123,9 +123,9 @@ def no_runs_text() -> str:
     return str(_texts().no_runs())
 
 
-def help_text(tiers: TierSet | None = None) -> str:
-    """The commands, and the tiers when given (each marked when it cannot run here)."""
-    return str(_texts().help(USAGE, tiers.tiers if tiers else []))
+def help_text(tiers: TierSet) -> str:
+    """The commands, and the tiers (each marked when it cannot run here)."""
+    return str(_texts().help(USAGE, tiers.tiers))
 
 
 def tiers_text(tiers: TierSet) -> str:
