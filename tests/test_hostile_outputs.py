@@ -21,23 +21,13 @@ from bot.report import render_html, render_markdown, render_slack, render_termin
 from bot.spec import CompareSection
 from bot.store import Comparison as Stored
 
-from .conftest import GitRepo, write_tree
+from .conftest import SIMPLE_SPEC, GitRepo, write_tree
 from .fakegithub import FakeGitHub
 from .test_github_reporting import REPO, fake, make_bot, open_pull, settle  # noqa: F401  (fake: fixture)
 from .test_github_webhook import pull_request, sha_of
 from .test_report import CONTEXT, check_golden
 
-SPEC = """\
-name: hostile
-run:
-  command: python make.py
-  outputs: out
-compare:
-  metrics:
-    - file: metrics.json
-      metrics:
-        accuracy: {direction: higher, max_regression: 0.05}
-"""
+SPEC = SIMPLE_SPEC.replace("name: simple", "name: hostile")
 
 MAIN_SCRIPT = """\
 import json, os, pathlib

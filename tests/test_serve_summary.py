@@ -17,6 +17,8 @@ from bot.cli_server import start_summary
 from bot.settings import Settings
 from bot.tiers import BUILTIN, load_tiers
 
+from .test_cli import TIERS  # a tiers file with a tier this installation cannot run
+
 SECRETS = {
     "github_webhook_secret": "whsec-one-4f1c,whsec-two-9a2b",
     "github_token": "ghp_summarytoken0123456789abcdefABCDEF",
@@ -26,13 +28,6 @@ SECRETS = {
     "slack_app_token": "xapp-summary-app-token",
     "report_secret": "report-secret-summary",
 }
-TIERS = """\
-tiers:
-  - name: local
-    default: true
-  - name: gpu-small
-    backend: sagemaker
-"""
 
 
 def configured(settings: Settings, **fields: object) -> Settings:

@@ -12,9 +12,8 @@ from bot.github.views import render
 from bot.slack.views import help_text, tiers_text
 from bot.tiers import BUILTIN, Requester, Tier, TierSet, load_tiers
 
-from .fakegithub import FakeGitHub
 from .test_github_commands import comment, heads, replies
-from .test_github_reporting import REPO, make_bot, open_pull, settle
+from .test_github_reporting import REPO, fake, make_bot, open_pull, settle  # noqa: F401  (fake: fixture)
 from .test_github_webhook import hosted  # noqa: F401  (a fixture)
 from .test_report import check_golden
 
@@ -109,21 +108,13 @@ def test_slack_and_github_texts_mark_unavailable_tiers(marked: TierSet):
 
 
 @pytest.fixture
-def fake():
-    with FakeGitHub() as running:
-        running.add_repo(REPO, installation_id=1001)
-        yield running
-        assert running.errors == []
-
-
-@pytest.fixture
 def bot(settings, hosted, tmp_path, fake):  # noqa: F811
     running = make_bot(settings.model_copy(update={"tiers_file": tiers_file(tmp_path)}), tmp_path, fake)
     yield running
     running.stop()
 
 
-def test_a_pull_request_hears_which_tiers_cannot_run_and_runs_nothing_there(bot, fake, simple_repo):
+def test_a_pull_request_hears_which_tiers_cannot_run_and_runs_nothing_there(bot, fake, simple_repo):  # noqa: F811
     open_pull(fake, simple_repo)
     fake.set_permission(REPO, "octocat", "write")
     comment(bot, fake, "/run help")
