@@ -21,11 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bot.errors import RefNotFound, RepositoryUnavailable, TierbotError
+from bot.request import is_owner_name
 
 FETCH_TIMEOUT = 600.0  # a first fetch of a large repository over the network
 LOCAL_TIMEOUT = 120.0  # anything that only reads or writes local repositories
+MAX_READ_BYTES = 1024 * 1024  # settings and requirements files read from a commit before it runs
 FETCH_DEBOUNCE = 2.0  # one request calls resolve, read and tree; fetch once for all of them
-_OWNER_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")  # git@github.com:owner/name.git
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -91,14 +92,11 @@ class CodeCache:
     def url_for(self, repository: str) -> str:
         if "://" in repository or _SCP_LIKE.match(repository):
             return repository
-        path = Path(repository).expanduser()
-        if path.exists() or path.is_absolute() or repository.startswith("."):
-            return str(path.resolve())
-        if _OWNER_NAME.match(repository):
+        if is_owner_name(repository):  # never a path, even where a directory of that name exists
             owner, name = repository.split("/")
             template = self.url_template or "https://github.com/{full_name}.git"
             return template.format(full_name=repository, owner=owner, name=name)
-        return str(path.resolve())  # not a URL nor owner/name: a path that does not exist (fails to fetch)
+        return str(Path(repository).expanduser().resolve())  # the CLI's local repositories
 
     def mirror_of(self, repository: str) -> Path:
         """A stable directory per repository: the same URL with a rotated token maps to the same mirror."""
@@ -214,12 +212,31 @@ class CodeCache:
         return self._git(["-C", str(mirror), "rev-parse", f"{commit}^{{tree}}"], repository).strip()
 
     def read(self, repository: str, sha: str, path: str) -> str | None:
-        """A file's text at a commit, or None when the commit has no such file."""
+        """A file's text at a commit, or None when the commit has no such file. Its size is asked first:
+        a fork's commit may hold a gigabyte where a few KiB of settings belong."""
         mirror, _ = self._refresh(repository)
         commit = self._lookup(mirror, sha) or self.resolve(repository, sha)  # unknown commit: RefNotFound
         blob = f"{commit}:{path}"
+        sized = self._run(["-C", str(mirror), "cat-file", "-s", blob], LOCAL_TIMEOUT)
+        if sized.returncode != 0:
+            return None
+        if int(sized.stdout) > MAX_READ_BYTES:
+            raise TierbotError(
+                f"{path} at {commit[:7]} is {int(sized.stdout):,} bytes; tierbot reads files of up to "
+                f"{MAX_READ_BYTES:,} bytes from a commit before it runs."
+            )
         done = self._run(["-C", str(mirror), "cat-file", "blob", blob], LOCAL_TIMEOUT, text=False)
         return done.stdout.decode("utf-8", errors="replace") if done.returncode == 0 else None
+
+    def own_commit(self, repository: str, sha: str) -> bool:
+        """Whether the commit is the repository's own: for a GitHub repository, reachable from one of its
+        branches (as last fetched; a fork's commit, fetched by its sha for its pull request, is not); a
+        local repository is the CLI user's own, since no other door reaches one."""
+        if not is_owner_name(repository):
+            return True
+        mirror = self.mirror_of(repository)
+        args = ["-C", str(mirror), "for-each-ref", "--count=1", f"--contains={sha}", "refs/heads"]
+        return bool(self._git(args, repository).strip())
 
     def branches(self, repository: str) -> list[str]:
         return self._branches(self._refresh(repository)[0])

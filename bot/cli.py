@@ -1,7 +1,9 @@
 """The terminal door: `tierbot run|compare|runs|show|cancel|tiers|schema|demo|worker|hooks`.
 
 Like every door it only builds a RunRequest and hands it to the pipeline; rendering comes from the
-report templates.
+report templates. Whatever it prints that a user or an experiment wrote (refs, reasons, logs, file
+names, errors) goes through `term_text`/`term_lines`: rich markup escaped, control characters shown, so
+no escape sequence of theirs reaches the terminal.
 """
 
 import json
@@ -13,7 +15,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Column, Table
 
 from bot import __version__
@@ -22,6 +23,7 @@ from bot.cli_server import replay, serve
 from bot.errors import TierbotError
 from bot.pipeline import Pipeline, Submission
 from bot.progress import execute_and_watch
+from bot.render.templates import clip, term_lines, term_text
 from bot.report import render_terminal
 from bot.request import RunRequest
 from bot.settings import Settings
@@ -88,7 +90,7 @@ def run(
     submission = pipeline.submit(RunRequest(repository=repo, ref=ref or current_ref(repo), tier=tier))
     head = submission.head
     console.print(
-        f"Queued run [bold]{head.id}[/]: {escape(head.ref or '')} @ {head.short_sha} on {head.tier}"
+        f"Queued run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
     )
     if not wait:
         return
@@ -122,7 +124,7 @@ def compare(
     execute_and_watch(pipeline, submission.run_ids, out)
     comparison = pipeline.comparison(submission.comparison.id)
     if comparison.state != "done":
-        out.print(f"[red]No comparison:[/] {escape(comparison.reason or comparison.state)}")
+        out.print(f"[red]No comparison:[/] {term_lines(comparison.reason or comparison.state)}")
         for run_ in (comparison.head_run, comparison.base_run):
             if run_.state != RunState.succeeded:
                 _print_run_end(run_, out)
@@ -135,36 +137,36 @@ def compare(
         render_terminal(
             Result.model_validate(comparison.result), pipeline.report_context(comparison), console
         )
-        console.print(f"\nFull report: [link]{comparison.report_path}[/link]")
+        console.print(f"\nFull report: {term_text(comparison.report_path)}")
     if comparison.verdict == "fail":
         raise typer.Exit(EXIT_FAIL)
 
 
 def _print_submission(submission: Submission, out: Console) -> None:
     head, base = submission.head, submission.base
-    out.print(f"Branch run [bold]{head.id}[/]: {escape(head.ref or '')} @ {head.short_sha} on {head.tier}")
+    out.print(f"Branch run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}")
     if submission.baseline_reused:
         out.print(
-            f"Baseline: [green]reused[/] run {base.id} ({escape(base.ref or '')} @ {base.short_sha}, "
+            f"Baseline: [green]reused[/] run {base.id} ({term_text(base.ref or '')} @ {base.short_sha}, "
             f"same tree, spec, environment and tier) — main is not run again"
         )
     elif submission.baseline_joined:
         out.print(f"Baseline: waiting for run {base.id}, already {base.state} for the same tree")
     else:
         out.print(
-            f"Baseline run [bold]{base.id}[/]: {escape(base.ref or '')} @ {base.short_sha} (merge base)"
+            f"Baseline run [bold]{base.id}[/]: {term_text(base.ref or '')} @ {base.short_sha} (merge base)"
         )
 
 
 def _print_run_end(run_, out: Console = console) -> None:
     style = "green" if run_.state == RunState.succeeded else "red"
     took = f" in {format_duration(run_.command_seconds)}" if run_.command_seconds is not None else ""
-    out.print(f"Run {run_.id} [{style}]{run_.state}[/]{took}: {escape(run_.reason or '')}")
+    out.print(f"Run {run_.id} [{style}]{run_.state}[/]{took}: {term_lines(run_.reason or '')}")
     if run_.state != RunState.succeeded and run_.log_tail:
         out.print("[dim]Last lines of the log:[/]")
-        out.print(escape(run_.log_tail.rstrip()), highlight=False)
+        out.print(term_lines(run_.log_tail.rstrip()), highlight=False)
     if run_.log_path:
-        out.print(f"[dim]Log: {run_.log_path}[/]")
+        out.print(f"[dim]Log: {term_text(run_.log_path)}[/]")
 
 
 @app.command()
@@ -178,12 +180,12 @@ def runs(limit: Annotated[int, typer.Option("--limit", "-n")] = 20) -> None:
             str(r.id),
             r.state,
             r.role,
-            escape(r.repository),
-            escape(f"{r.ref} @ {r.short_sha}"),
+            term_text(r.repository),
+            term_text(f"{r.ref} @ {r.short_sha}"),
             r.tier,
-            r.experiment,
+            term_text(r.experiment),
             r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            escape((r.reason or "")[:60]),
+            term_text(clip(r.reason or "", 60)),
         )
     console.print(table)
 
@@ -197,20 +199,20 @@ def show(run_id: Annotated[int, typer.Argument(metavar="RUN")]) -> None:
     # reported to a door (this output may well be pasted there).
     say = pipeline.redactor if r.report_to else str
     where = say(f"{r.repository} · {r.ref or ''}")
-    console.print(f"[bold]Run {r.id}[/] {r.role} · {escape(where)} @ {r.sha}")
-    console.print(f"experiment {r.experiment} · tier {r.tier} · attempts {r.attempts}")
+    console.print(f"[bold]Run {r.id}[/] {r.role} · {term_text(where)} @ {r.sha}")
+    console.print(f"experiment {term_text(r.experiment)} · tier {r.tier} · attempts {r.attempts}")
     _print_run_end(r)
     for report in pipeline.reports.of_run(run_id):
         if report.synced_version >= report.version:
             console.print(f"reported to {report.door}: up to date")
         else:
             trouble = f" ({report.attempts} failed attempts: {report.error})" if report.error else ""
-            console.print(f"[yellow]reported to {report.door}: behind{escape(say(trouble))}[/]")
+            console.print(f"[yellow]reported to {report.door}: behind{term_text(say(trouble))}[/]")
     outputs = pipeline.outputs(run_id)
     if outputs:
         table = Table("output", "size", "hash")
         for o in outputs:
-            table.add_row(escape(o.path), format_size(o.size), o.hash[:16])
+            table.add_row(term_text(o.path), format_size(o.size), o.hash[:16])
         console.print(table)
 
 
@@ -244,7 +246,7 @@ def tiers() -> None:
         backend = f"{t.backend} [red](unavailable)[/]" if t.unavailable else t.backend
         table.add_row(
             name,
-            escape(t.description),
+            term_text(t.description),
             f"{t.cpus:g}",
             memory,
             str(t.gpus),
@@ -252,14 +254,14 @@ def tiers() -> None:
             f"{t.cost_per_hour:g}",
             backend,
             str(t.concurrency),
-            escape(t.access.describe()),
+            term_text(t.access.describe()),
         )
     console.print(table)
     # Below the table, whole: a reason wrapped inside a narrow cell is hard to read.
     for t in listed:
         if t.unavailable:
             which = "The default tier" if t.default else "Tier"
-            console.print(f"[red]{which} {t.name} is unavailable:[/] {escape(t.unavailable)}.")
+            console.print(f"[red]{which} {t.name} is unavailable:[/] {term_text(t.unavailable)}.")
 
 
 @app.command()
@@ -271,9 +273,13 @@ def schema() -> None:
 @app.command()
 def worker(threads: Annotated[int, typer.Option("--threads", "-j", min=1)] = 1) -> None:
     """Execute queued runs until interrupted (run several, on several hosts, on one database)."""
+    from bot.hardening import harden
     from bot.worker import Worker
 
-    pipeline = _pipeline()
+    settings = Settings()
+    for warning in harden(settings):  # before the data dir is opened or a thread or child starts
+        err.print(f"[yellow]Warning:[/] {term_text(warning)}")
+    pipeline = Pipeline(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -330,5 +336,5 @@ def main() -> None:
     try:
         app()
     except TierbotError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+        err.print(f"[red]error:[/] {term_lines(exc)}")
         raise SystemExit(EXIT_ERROR) from None

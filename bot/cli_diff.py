@@ -24,6 +24,7 @@ from bot.compare.files import kind_by_name
 from bot.errors import TierbotError
 from bot.manifest import FileEntry, Manifest
 from bot.outputs import file_hash, manifest_of
+from bot.render.templates import term_text
 from bot.report import ReportContext, render_html, render_terminal
 from bot.spec import CompareConfig, CompareSection, load_compare_config
 
@@ -157,7 +158,7 @@ def diff(
     ] = None,
     ignore: Annotated[list[str] | None, typer.Option("--ignore", help="Glob of files not compared.")] = None,
     mask: Annotated[
-        list[str] | None, typer.Option("--mask", help="Regular expression masked in text before diffing.")
+        list[str] | None, typer.Option("--mask", help="RE2 regular expression masked in text before diffing.")
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the comparison as JSON, and only that.")
@@ -185,6 +186,6 @@ def diff(
         render_terminal(comparison, context, Console())
     if html is not None and artifacts is not None:
         _write_html(html, comparison, context, artifacts)
-        Console(stderr=as_json).print(f"HTML report: {html}", highlight=False)
+        Console(stderr=as_json).print(f"HTML report: {term_text(html)}", highlight=False)
     if comparison.verdict == "fail":
         raise typer.Exit(EXIT_FAIL)

@@ -6,6 +6,7 @@ where reports are linked. A misconfiguration is then seen at start, not at the f
 """
 
 import json
+import logging
 import urllib.error
 import urllib.request
 import uuid
@@ -20,6 +21,7 @@ from sqlalchemy import make_url
 from bot import __version__
 from bot.errors import TierbotError
 from bot.github.signature import sign
+from bot.hardening import harden
 from bot.settings import Settings
 from bot.tiers import TierSet
 
@@ -32,15 +34,33 @@ def serve(
     """Run the bot: GitHub webhooks, health and metrics (and workers, unless --workers 0)."""
     import uvicorn
 
+    from bot.limits import raise_open_files_limit, server_options
     from bot.pipeline import Pipeline
     from bot.server import create_app
 
-    pipeline = Pipeline(Settings())
+    settings = Settings()
+    warnings = harden(settings)  # before the data dir is opened or a thread or child starts
+    pipeline = Pipeline(settings)
     console = Console(stderr=True, soft_wrap=True)  # one line per item, also in a service's log
     console.print(f"[bold]tierbot {__version__}[/] serve")
-    console.print(Text("\n".join(start_summary(pipeline.settings, pipeline.tiers, workers))))  # no markup
+    said = [*start_summary(settings, pipeline.tiers, workers), *(f"Warning: {w}" for w in warnings)]
+    console.print(Text("\n".join(said)))  # no markup
     app = create_app(pipeline, workers=workers)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # A filter on the logger, not a handler: uvicorn replaces the handlers when it configures logging.
+    logging.getLogger("uvicorn.access").addFilter(PathsOnly())
+    limits = server_options(pipeline.settings, raise_open_files_limit())
+    uvicorn.run(app, host=host, port=port, log_level="info", **limits)
+
+
+class PathsOnly(logging.Filter):
+    """Access log lines without query strings: a report link's token is one, and logs are read by more
+    people (and kept longer) than the links are meant for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args  # uvicorn's: client, method, path with query, HTTP version, status
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
 
 
 def start_summary(settings: Settings, tiers: TierSet, workers: int) -> list[str]:

@@ -14,6 +14,7 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,8 +102,7 @@ def collect(workdir: Path, outputs: str, store: BlobStore, limits: OutputLimits)
     """
     workspace = Path(workdir).resolve(strict=True)
     root = _outputs_root(workspace, outputs)
-    found, skipped = _scan(workspace, root)
-    _check_limits(found, skipped, outputs, limits)
+    found, skipped = _sorted(_within_limits(_walk(workspace, root), outputs, limits))
     files = {}
     for item in found:
         blob = store.put(item.source)
@@ -125,11 +125,9 @@ def _outputs_root(workspace: Path, outputs: str) -> Path:
     return root
 
 
-def _scan(workspace: Path, root: Path) -> tuple[list[_Found], list[SkippedEntry]]:
-    """Regular files under `root` (and symlinks to regular files inside the workspace), sorted by name;
-    and everything else, each with the reason it was not read."""
-    found: list[_Found] = []
-    skipped: list[SkippedEntry] = []
+def _walk(workspace: Path, root: Path) -> Iterator[_Found | SkippedEntry]:
+    """Regular files under `root` (and symlinks to regular files inside the workspace), and everything else
+    with the reason it was not read: one at a time, so that a caller can stop as soon as it has enough."""
     pending = [root]
     while pending:  # a stack, not recursion: a hostile tree may be deeper than Python's recursion limit
         with os.scandir(pending.pop()) as listing:
@@ -137,12 +135,19 @@ def _scan(workspace: Path, root: Path) -> tuple[list[_Found], list[SkippedEntry]
                 name = Path(entry.path).relative_to(root).as_posix()
                 is_dir = entry.is_dir(follow_symlinks=False)
                 if not _is_utf8(entry.name):  # the database, JSON and every report need text
-                    skipped.append(_not_utf8(name, is_dir))
+                    yield _not_utf8(name, is_dir)
                 elif is_dir:
                     pending.append(Path(entry.path))
                 else:
-                    item = _entry(workspace, entry, name)
-                    (found if isinstance(item, _Found) else skipped).append(item)
+                    yield _entry(workspace, entry, name)
+
+
+def _sorted(entries: Iterable[_Found | SkippedEntry]) -> tuple[list[_Found], list[SkippedEntry]]:
+    """The files to read and the entries skipped, each sorted by name."""
+    found: list[_Found] = []
+    skipped: list[SkippedEntry] = []
+    for item in entries:
+        (found if isinstance(item, _Found) else skipped).append(item)
     return sorted(found, key=lambda f: f.name), sorted(skipped, key=lambda s: s.path)
 
 
@@ -204,21 +209,26 @@ def _not_utf8(name: str, is_dir: bool) -> SkippedEntry:
     return SkippedEntry(path=shown, reason="a file name that is not UTF-8: not read")
 
 
-def _check_limits(
-    found: list[_Found], skipped: list[SkippedEntry], outputs: str, limits: OutputLimits
-) -> None:
-    entries = len(found) + len(skipped)  # skipped entries are stored too: they count against the limit
-    if entries > limits.max_files:
-        held = f"{len(found)} files" + (f" and {len(skipped)} other entries" if skipped else "")
-        raise OutputsRejected(
-            f"the outputs directory '{outputs}/' holds {held}; the limit is {limits.max_files}"
-        )
-    total = sum(f.size for f in found)
-    if total > limits.max_bytes:
-        raise OutputsRejected(
-            f"the outputs directory '{outputs}/' holds {format_size(total)} ({total} bytes); "
-            f"the limit is {format_size(limits.max_bytes)}"
-        )
+def _within_limits(
+    entries: Iterable[_Found | SkippedEntry], outputs: str, limits: OutputLimits
+) -> Iterator[_Found | SkippedEntry]:
+    """The entries, refused at the first one past a limit: counting a whole tree first took seconds for
+    hundreds of thousands of files before saying no. Skipped entries are stored too: they count."""
+    total = 0
+    for count, item in enumerate(entries, 1):
+        if count > limits.max_files:
+            raise OutputsRejected(
+                f"the outputs directory '{outputs}/' holds more than {limits.max_files} files; "
+                f"the limit is {limits.max_files}"
+            )
+        if isinstance(item, _Found):
+            total += item.size
+            if total > limits.max_bytes:
+                raise OutputsRejected(
+                    f"the outputs directory '{outputs}/' holds at least {format_size(total)} "
+                    f"({total} bytes); the limit is {format_size(limits.max_bytes)}"
+                )
+        yield item
 
 
 def manifest_of(directory: Path) -> Manifest:
@@ -228,7 +238,7 @@ def manifest_of(directory: Path) -> Manifest:
     directories, FIFOs and devices are skipped, with why. Read a file back as `directory / entry.path`.
     """
     root = Path(directory).resolve(strict=True)
-    found, skipped = _scan(root, root)
+    found, skipped = _sorted(_walk(root, root))
     files = {
         item.name: FileEntry(path=item.name, size=item.size, hash=file_hash(item.source)) for item in found
     }

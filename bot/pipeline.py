@@ -13,10 +13,10 @@ from sqlalchemy import case, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
-from bot.backends import mark_availability
+from bot.backends import mark_availability, untrusted_refusal
 from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
-from bot.errors import RunNotFound, TierbotError
+from bot.errors import RunNotFound, TierbotError, TierUnavailable
 from bot.github.gitauth import git_credentials
 from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.outputs import BlobStore
@@ -82,9 +82,10 @@ class Pipeline:
             base_sha = self.code.merge_base(repo, self.code.resolve(repo, request.base), sha)
             base_spec = self._spec_at(repo, base_sha, request.base)
         role = "head" if request.base else "run"
-        waiting = not request.trusted and not self.approved(request.subject, sha)
+        trusted = self._trusted(request, sha, tier)
+        waiting = not trusted and not self.approved(request.subject, sha)
         with self.db.session() as s:
-            head = self._new_run(s, request, request.ref, sha, spec, tier, role, waiting)
+            head = self._new_run(s, request, request.ref, sha, spec, tier, role, trusted, waiting)
             if not request.base:
                 submission = Submission(head=head)
             else:
@@ -103,7 +104,8 @@ class Pipeline:
         reused = base is not None and base.state == RunState.succeeded
         joined = base is not None and not reused
         if base is None:
-            base = self._new_run(s, request, request.base, base_sha, base_spec, tier, "baseline")
+            trusted = self.code.own_commit(request.repository, base_sha)
+            base = self._new_run(s, request, request.base, base_sha, base_spec, tier, "baseline", trusted)
         comparison = Comparison(
             head_run_id=head.id,
             base_run_id=base.id,
@@ -182,8 +184,34 @@ class Pipeline:
         )
         return s.scalars(query.limit(1)).first()
 
+    def _trusted(self, request: RunRequest, sha: str, tier: Tier) -> bool:
+        """Trust follows the code, not the door: only the repository's own commits run as trusted code.
+        Raises when untrusted code could not run at all, so it is said now, where it was asked."""
+        if request.trusted and self.code.own_commit(request.repository, sha):
+            return True
+        label = ref_label(request.ref, sha)
+        if request.subject is None:  # nothing to approve it through
+            raise TierbotError(
+                f"{label} is not on any branch of {request.repository}. Code from outside the repository "
+                "(a fork's pull request) runs only from its pull request, once someone with write access "
+                "approves it there with `/run approve`."
+            )
+        refused = untrusted_refusal(tier, self.settings)
+        if refused is not None:
+            raise TierUnavailable(f"Tier {tier.name!r} cannot run {label}: {refused}.")
+        return False
+
     def _new_run(
-        self, s, request: RunRequest, ref: str, sha: str, spec: Spec, tier: Tier, role: str, waiting=False
+        self,
+        s,
+        request: RunRequest,
+        ref: str,
+        sha: str,
+        spec: Spec,
+        tier: Tier,
+        role: str,
+        trusted: bool,
+        waiting: bool = False,
     ) -> Run:
         run = Run(
             repository=request.repository,
@@ -199,7 +227,7 @@ class Pipeline:
             # Baselines are shared by every branch compared against them: they report through their heads.
             report_to=request.report_to if role != "baseline" else [],
             subject=request.subject if role != "baseline" else None,
-            trusted=request.trusted or role == "baseline",  # a baseline is the base branch's own code
+            trusted=trusted,
             state=RunState.waiting if waiting else RunState.queued,
             phase="waiting for approval" if waiting else "queued",
         )
@@ -335,7 +363,9 @@ class Pipeline:
             baseline_reused=comparison.baseline_reused,
             head_run_id=comparison.head_run_id,
             base_run_id=comparison.base_run_id,
-            report_url=report_url(self.settings, comparison.id, comparison.report_path),
+            report_url=report_url(
+                self.settings, comparison.id, comparison.head_run.repository, comparison.report_path
+            ),
         )
 
     # -- lookups for the doors ------------------------------------------------------------------------

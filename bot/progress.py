@@ -1,15 +1,16 @@
-"""Live progress of runs in the terminal, read from the database (so it works whoever runs them)."""
+"""Live progress of runs in the terminal, read from the database (so it works whoever runs them). A
+run's last log line is the experiment's to write: it is shown through `term_text`, never obeyed."""
 
 import threading
 import time
 
 from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.spinner import Spinner
 from rich.table import Table
 
 from bot.pipeline import Pipeline
+from bot.render.templates import clip, term_text
 from bot.store import Run, RunState
 from bot.units import format_duration
 from bot.worker import Worker
@@ -58,12 +59,12 @@ def _table(pipeline: Pipeline, runs: list[Run]) -> Table:
         else:
             icon = Spinner("dots")
             status = _live_status(pipeline, run)
-        detail = escape((run.last_log_line or "") if not state.terminal else (run.reason or ""))[:100]
+        detail = term_text(clip((run.last_log_line or "") if not state.terminal else (run.reason or ""), 100))
         table.add_row(
             icon,
             f"run {run.id}",
             f"{run.role}",
-            escape(f"{run.ref} @ {run.short_sha}"),
+            term_text(f"{run.ref} @ {run.short_sha}"),
             status,
             f"[dim]{detail}[/]",
         )

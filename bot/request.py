@@ -1,8 +1,18 @@
 """What every door hands to the pipeline: one request to run (and usually compare) an experiment."""
 
+import re
+
 from pydantic import BaseModel, Field
 
 from bot.tiers import Requester
+
+# GitHub's `owner/name`: an owner of letters, digits, `-` (and `_`, GitHub Enterprise's managed users),
+# a name of letters, digits, `.`, `_`, `-` but not `.` or `..`. Never a path: `../x` is not one.
+_OWNER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,38}/(?!\.\.?$)[A-Za-z0-9_.-]{1,100}$")
+
+
+def is_owner_name(repository: str) -> bool:
+    return bool(_OWNER_NAME.match(repository))
 
 
 class RunRequest(BaseModel):

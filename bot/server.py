@@ -25,6 +25,7 @@ from bot import __version__, github, report_links
 from bot.errors import TierbotError
 from bot.github.signature import signature_valid
 from bot.inbox import Inbox
+from bot.limits import RequestLimits
 from bot.pipeline import Pipeline
 from bot.slack.bolt import create_bolt
 from bot.store import Run
@@ -91,6 +92,9 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
     settings = pipeline.settings
     bolt = create_bolt(pipeline) if settings.slack_signing_secret or settings.slack_app_token else None
     app = FastAPI(title="tierbot", version=__version__, lifespan=lifespan)
+    app.add_middleware(
+        RequestLimits, max_bytes=settings.max_request_bytes, read_seconds=settings.request_read_seconds
+    )
 
     async def slack_events(request: Request) -> Response:
         """Slash commands and interactivity; bolt verifies the signature and its 5-minute window."""
@@ -151,13 +155,21 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
 
     @app.get("/reports/{comparison_id}")
     def report(comparison_id: int, token: str = "") -> Response:
-        """The full HTML report of a comparison, for whoever holds its link (see `bot.report_links`)."""
-        if not report_links.valid(pipeline.settings, comparison_id, token):
-            return JSONResponse({"detail": "no such report"}, status_code=404)
+        """The full HTML report of a comparison, for whoever holds a live link (see `bot.report_links`).
+        An unknown comparison and a forged, foreign or tampered token look the same: no such report."""
         try:
-            path = pipeline.comparison(comparison_id).report_path
+            comparison = pipeline.comparison(comparison_id)
         except TierbotError:
-            path = None
+            comparison = None
+        verdict = "invalid"
+        if comparison is not None:
+            repository = comparison.head_run.repository
+            verdict = report_links.check(settings, comparison_id, repository, token, report_links.today())
+        if verdict == "invalid":
+            return JSONResponse({"detail": "no such report"}, status_code=404)
+        if verdict == "expired":
+            return HTMLResponse(report_links.expired_page(settings, token, comparison.head_run_id), 410)
+        path = comparison.report_path
         if path is None or not Path(path).is_file():
             return JSONResponse({"detail": "this report is not ready, or no longer kept"}, status_code=404)
         # Stored redacted; redacted again as it leaves, with the secrets this replica knows now.

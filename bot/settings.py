@@ -2,7 +2,9 @@
 `TIERBOT_CONFIG`. Everything below reads a `Settings` passed to it, never the environment."""
 
 import os
+import tempfile
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import (
@@ -46,7 +48,16 @@ class Settings(BaseSettings):
         description='Channel per repository for PR verdicts, e.g. {"acme/models": "C0123"}.',
     )
     slack_github_logins: dict[str, str] = Field(
-        default_factory=dict, description='Slack user id → GitHub login, for attribution: {"U0123": "ada"}.'
+        default_factory=dict,
+        description='Slack user id → GitHub login, vouched for by the operator: {"U0123": "ada"}. Others '
+        "link theirs with `/run link` (GitHub's device flow, needs github_oauth_client_id).",
+    )
+    slack_open_repositories: dict[str, Literal["read", "write"]] = Field(
+        default_factory=dict,
+        description='Repositories every workspace member may read or run: {"acme/demo": "write"}.',
+    )
+    github_oauth_client_id: str | None = Field(
+        None, description="Client id of a GitHub (OAuth) App with device flow enabled: `/run link`."
     )
 
     public_url: str | None = Field(
@@ -55,6 +66,23 @@ class Settings(BaseSettings):
     )
     report_secret: SecretStr | None = Field(
         None, description="Signs report links; a random one is kept in the data dir when unset."
+    )
+    report_link_days: int = Field(
+        30, ge=1, description="Days a report link works; PR comments and Slack messages get fresh ones."
+    )
+    sandbox_user: str = Field(
+        "nobody",
+        description="When tierbot runs as root: the unprivileged user untrusted code (a fork's) runs as on "
+        "local tiers. Not root, and not a user that owns anything of tierbot's.",
+    )
+    sandbox_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "tierbot-sandbox",
+        description="Where untrusted runs get their workspaces: outside data_dir, reachable by sandbox_user.",
+    )
+    sandbox_python: str = Field(
+        "python3",
+        description="The Python untrusted runs' environments are built with: one sandbox_user can run "
+        "(tierbot's own may live where it cannot, e.g. under /root).",
     )
 
     redact: SecretStr | None = Field(
@@ -82,6 +110,17 @@ class Settings(BaseSettings):
     compare_memory_limit: str | None = Field(None, description="Cap for table diffs, e.g. 2GB (spills).")
     compare_threads: int | None = Field(
         None, ge=1, description="Threads for table diffs; all cores if unset."
+    )
+
+    # What a client may make `tierbot serve` hold before its request is verified (bot/limits.py).
+    max_request_bytes: int = Field(
+        25 * 1024**2, ge=1024, description="Largest request body read; GitHub's webhooks are at most 25 MB."
+    )
+    request_read_seconds: float = Field(
+        10.0, gt=0, description="Time a request's body has to arrive; a slower one is answered 408."
+    )
+    max_connections: int = Field(
+        1000, ge=1, description="Connections served at once; beyond them, requests are answered 503."
     )
 
     max_output_files: int = Field(10_000, ge=1)

@@ -25,6 +25,7 @@ from bot.spec import Spec
 from bot.store import Output, Run, RunState
 from bot.store.models import SkippedOutput
 from bot.store.queue import HOST, LeaseLost
+from bot.store.reports import NotYet
 
 log = logging.getLogger(__name__)
 LogListener = Callable[[int, str], None]
@@ -146,6 +147,9 @@ class Worker:
         report, version = claimed
         try:
             memo = self._syncer(report.door)(self.pipeline, report)
+        except NotYet as wait:
+            self.pipeline.reports.later(report.id, wait.memo, wait.seconds)
+            return True
         except Exception as exc:  # GitHub down, rate limited, a bug: retried later, never lost
             log.warning("report %s (run %s on %s) failed: %s", report.id, report.run_id, report.door, exc)
             self.pipeline.reports.failed(
@@ -179,10 +183,11 @@ class Worker:
     def _syncer(self, door: str) -> Callable:
         if door not in self._syncers:
             if door.startswith("slack"):
+                from bot.slack.link import poll_link
                 from bot.slack.reporter import SlackReporter
 
                 slack = SlackReporter(self._slack_client())
-                self._syncers |= {"slack": slack.sync, "slack_reply": slack.reply}
+                self._syncers |= {"slack": slack.sync, "slack_reply": slack.reply, "slack_link": poll_link}
             else:
                 from bot.github.replies import GitHubReplies
                 from bot.github.reporter import GitHubReporter
@@ -195,6 +200,7 @@ class Worker:
         settings = self.pipeline.settings
         watcher = RunWatcher(self.pipeline, run.id, self.name, self.listener)
         workdir = settings.worktrees_dir / f"run-{run.id}"
+        workspace = workdir  # where the outputs are: an untrusted run's sandbox, else the checkout
         log_path = settings.logs_dir / f"run-{run.id}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -216,9 +222,10 @@ class Worker:
                 redact=self.pipeline.redactor.lines(),
             )
             outcome = backend_for(tier, settings).run(job, watcher)
+            workspace = outcome.workspace or workdir
             state, reason = RunState(outcome.state), outcome.reason
             if state == RunState.succeeded and not watcher.lost:
-                state, reason = self._collect(run, workdir, spec)
+                state, reason = self._collect(run, workspace, spec)
             watcher.stop()
             if watcher.lost:
                 return  # the lease expired and the run moved on; its new owner reports it
@@ -242,6 +249,7 @@ class Worker:
         finally:
             watcher.stop()
             self.pipeline.code.remove(workdir)
+            self.pipeline.code.remove(workspace)
         self.pipeline.settle_for(run.id)
 
     def _collect(self, run: Run, workdir: Path, spec: Spec) -> tuple[RunState, str]:

@@ -54,7 +54,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import fakegithub_checks  # noqa: F401  (registers the check-run endpoints)
+from . import fakegithub_checks, fakegithub_device  # noqa: F401  (register their endpoints)
 from .fakegithub_api import ROUTES, Call, Refusal, Reply
 from .fakegithub_git import serve_git
 from .fakegithub_state import Token, World, now
@@ -209,7 +209,10 @@ class FakeGitHub(ServedFake, World):
         """Answer one request (any thread) and record it."""
         with self.lock:
             try:
-                body = json.loads(raw) if raw.strip() else None
+                if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                    body = dict(parse_qsl(raw.decode("latin-1")))  # the OAuth endpoints' forms
+                else:
+                    body = json.loads(raw) if raw.strip() else None
             except ValueError:
                 body = raw.decode("utf-8", "replace")
             fault = self._take_fault(method, path)
@@ -247,7 +250,10 @@ class FakeGitHub(ServedFake, World):
                 match = pattern.match(path)
                 if match and route_method == method:
                     params = {k: unquote(v) for k, v in match.groupdict().items()}
-                    token = self._verify_app_jwt(headers) if auth == "app" else self._token(headers)
+                    if auth == "none":  # the OAuth endpoints: no credentials
+                        token = None
+                    else:
+                        token = self._verify_app_jwt(headers) if auth == "app" else self._token(headers)
                     return handler(self, Call(method, path, params, query, body, token))
             raise Refusal(404, "Not Found")
         except Refusal as refusal:

@@ -161,6 +161,9 @@ class World(GitHubJSON):
         self.installation_token_ttl = 3600.0  # seconds; PyGithub refreshes a token 20 s before it expires
         self.checks_require_app = True  # GitHub: "You must authenticate via a GitHub App." (403) otherwise
         self.rate_used = 0
+        self.device_interval = 5  # seconds between device-flow polls, as GitHub's default
+        self.device_grants: dict = {}  # device code → fakegithub_device.DeviceGrant
+        self.oauth_client_ids = {"Iv1.tierbot"}  # OAuth apps with the device flow enabled
 
     def next_id(self) -> int:
         return next(self._ids)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bot.checkout import CodeCache, redact
-from bot.errors import RefNotFound, RepositoryUnavailable
+from bot.errors import RefNotFound, RepositoryUnavailable, TierbotError
 
 
 def git(repo: Path, *args: str) -> str:
@@ -83,6 +83,14 @@ def test_merge_base_tree_and_read(cache, repo):
     assert cache.read(r, repo["second"], "data") is None  # a directory is not a file
     with pytest.raises(RefNotFound):
         cache.read(r, "0" * 40, "train.py")
+
+
+def test_a_file_too_large_to_be_settings_is_refused_before_it_is_read(cache, repo):
+    huge = commit(repo["path"], {"tierbot.yaml": "# padding\n" * 200_000}, "two megabytes of settings")
+    with pytest.raises(
+        TierbotError, match=r"tierbot.yaml at \w{7} is 2,000,000 bytes; tierbot reads files of up"
+    ):
+        cache.read(str(repo["path"]), huge, "tierbot.yaml")
 
 
 def test_checkout_is_isolated_from_the_mirror(cache, repo, tmp_path):

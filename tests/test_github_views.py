@@ -3,6 +3,7 @@ run, its comparison and the time in; text out). Rerun with UPDATE_GOLDEN=1 and r
 
 from datetime import UTC, datetime, timedelta
 
+from bot.github.comments import Answer
 from bot.github.views import check_view, render, sticky_body
 from bot.store import Comparison, Run, RunState
 from bot.tiers import BUILTIN
@@ -69,6 +70,9 @@ def test_check_summary_of_a_crashed_run_shows_the_log_tail():
 def test_help_reply():
     text = render("help.md.j2", tiers=BUILTIN.tiers, default_tier=BUILTIN.default)
     body = render(
-        "reply.md.j2", marker="<!-- tierbot:reply-to=99 -->", login="octocat", answers=[("/run help", text)]
+        "reply.md.j2",
+        marker="<!-- tierbot:reply-to=99 -->",
+        login="octocat",
+        answers=[("/run help", Answer("help", text))],
     )
     check_golden("github-help.md", body)

@@ -168,6 +168,7 @@ def test_opened_pull_request_queues_and_completes_a_comparison(bot, simple_repo)
                 "pull_request": 7,
                 "head_sha": head.sha,
                 "installation": 1001,
+                "gating": True,
             }
         }
     ]

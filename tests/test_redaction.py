@@ -159,6 +159,7 @@ def bot(settings, tmp_path, fake, slack):  # noqa: F811
             "slack_signing_secret": SecretStr(SIGNING_SECRET),
             "slack_api_url": slack.url + "/api/",
             "slack_default_repository": REPO,
+            "slack_open_repositories": {REPO: "write"},
             "public_url": "http://tierbot.test",
             "progress_seconds": 0.2,
             "lease_seconds": 0.6,  # a heartbeat every 0.2 s: the running log line reaches the doors

@@ -2,11 +2,15 @@
 can run here, the workers, where reports are linked; never a secret."""
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -132,36 +136,55 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@dataclass
+class Served:
+    url: str
+    process: subprocess.Popen
+    output: str = ""  # what it printed (stdout and stderr), once it has stopped
+
+
+@contextmanager
+def serving(data_dir: Path, files_limit: int | None = None, **variables: str) -> Iterator[Served]:
+    """A real `tierbot serve` (no run workers) on a free loopback port, configured by `TIERBOT_*`
+    `variables` alone, once it answers /healthz; stopped with Ctrl-C at the end. `files_limit`: the
+    soft open-files limit it starts with."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
+    env |= {"TIERBOT_DATA_DIR": str(data_dir), "COLUMNS": "200"} | variables
+    port = free_port()
+    command = [sys.executable, "-m", "bot", "serve", "--port", str(port), "--workers", "0"]
+    if files_limit is not None:
+        command = ["sh", "-c", f"ulimit -Sn {files_limit}; exec {shlex.join(command)}"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    served = Served(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_healthy(served)
+        yield served
+    finally:
+        process.send_signal(signal.SIGINT)
+        served.output, _ = process.communicate(timeout=30)
+
+
+def wait_healthy(served: Served, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert served.process.poll() is None and time.monotonic() < deadline, "tierbot serve is not answering"
+        try:
+            if httpx.get(f"{served.url}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+
+
 def test_serve_prints_the_summary_before_it_serves(settings, tmp_path: Path):
     tiers = tmp_path / "tiers.yaml"
     tiers.write_text(TIERS)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")} | {
-        "TIERBOT_DATA_DIR": str(settings.data_dir),
-        "TIERBOT_TIERS_FILE": str(tiers),
-        "COLUMNS": "200",
-        **{f"TIERBOT_{name.upper()}": value for name, value in SECRETS.items() if name != "slack_app_token"},
+    secrets = {
+        f"TIERBOT_{name.upper()}": value for name, value in SECRETS.items() if name != "slack_app_token"
     }
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "bot", "serve", "--port", str(port), "--workers", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None and time.monotonic() < deadline, "tierbot serve did not start"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-    finally:
-        server.send_signal(signal.SIGINT)
-        out, err = server.communicate(timeout=30)
-    said = out + err
+    with serving(settings.data_dir, TIERBOT_TIERS_FILE=str(tiers), **secrets) as served:
+        pass
+    said = served.output
     assert said.index("GitHub: token mode") < said.index("Uvicorn running")
     assert "Slack: HTTP mode (POST /slack/events) · no TIERBOT_SLACK_DEFAULT_REPOSITORY" in said
     assert "the tier gpu-small is unavailable: backend sagemaker is not provided" in said

@@ -53,6 +53,7 @@ def slack_settings(settings, tmp_path, slack: FakeSlack, **slack_auth):
             "slack_bot_token": SecretStr(slack.token),
             "slack_api_url": slack.url + "/api/",
             "slack_default_repository": "acme/models",
+            "slack_open_repositories": {"acme/models": "write"},  # see tests/test_slack_access.py
             **slack_auth,
         }
     )
@@ -209,7 +210,7 @@ def test_cancel_button_cancels_and_the_message_says_so(bot, slack):
     for _ in range(2):  # a double click
         assert click(bot, slack, button).status_code == 200
     settle(bot)
-    assert "Run 1 is <@U0BOB>'s; only they can cancel it." in said(slack, "click")
+    assert "Run 1 is bob's; only they can cancel it." in said(slack, "click")
     assert bot.pipeline.run(1).state == RunState.cancelled
     (message,) = slack.messages(CHANNEL)
     assert "cancelled" in json.dumps(message["blocks"])

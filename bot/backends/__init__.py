@@ -3,9 +3,11 @@
 A worker hands a backend a `Job` (a checked-out workdir, a command, a tier) and a `Watcher` (the queue's
 ears: phase changes, log lines, the process group, cancellation) and gets an `Outcome` back. Backends
 never touch the database or the comparison; the Docker and AWS backends will slot in beside `local`
-as rows of `PROVIDED`, which also answers, before anything is queued, whether a tier can run here.
+as rows of `PROVIDED`, which also answers, before anything is queued, whether a tier can run here (and
+whether it can run untrusted code here).
 """
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,7 @@ class Job:
     env: dict[str, str]  # extra variables, e.g. TIERBOT_RUN_ID
     log_path: Path  # written afresh by each attempt: environment build output, then the command's
     max_log_bytes: int
-    trusted: bool = True  # False: a fork's code, which gets none of the worker's environment (secrets)
+    trusted: bool = True  # False: a fork's code, run sandboxed and without the worker's environment
     redact: Callable[[list[str]], list[str]] | None = None  # every batch of log lines passes it first
 
 
@@ -39,6 +41,9 @@ class Outcome:
     seconds: float  # the command's own wall time, without building its environment
     reason: str  # for people: "exit code 3", "out of memory (limit 256.0 MiB)", "cancelled"
     log_tail: str  # the last lines of output, shown where the user asked
+    # Where the outputs are when not in the job's workdir (an untrusted run's sandbox): the worker collects
+    # them from there, then removes it.
+    workspace: Path | None = None
 
 
 class Watcher(Protocol):
@@ -69,6 +74,12 @@ def _local(settings: Settings) -> Backend:
     return LocalBackend(settings)
 
 
+def _local_untrusted(_tier: Tier, settings: Settings) -> str | None:
+    from bot.backends.sandbox import refusal
+
+    return refusal(os.geteuid(), settings.sandbox_user)
+
+
 @dataclass(frozen=True)
 class Provided:
     """A backend this installation provides. `missing` says why it cannot run a tier here (None: it can).
@@ -77,9 +88,13 @@ class Provided:
 
     missing: Callable[[Tier, Settings], str | None]
     build: Callable[[Settings], Backend]
+    # Why it cannot run untrusted code (a fork's) on the tier here, though it can run trusted code.
+    untrusted: Callable[[Tier, Settings], str | None] = _nothing_missing
 
 
-PROVIDED: dict[str, Provided] = {"local": Provided(missing=_nothing_missing, build=_local)}
+PROVIDED: dict[str, Provided] = {
+    "local": Provided(missing=_nothing_missing, build=_local, untrusted=_local_untrusted)
+}
 
 
 def availability(tier: Tier, settings: Settings) -> str | None:
@@ -88,6 +103,12 @@ def availability(tier: Tier, settings: Settings) -> str | None:
     if provided is None:
         return f"backend {tier.backend} is not provided by this installation yet"
     return provided.missing(tier, settings)
+
+
+def untrusted_refusal(tier: Tier, settings: Settings) -> str | None:
+    """Why this installation cannot run untrusted code on the tier, or None when it can: asked when such
+    a run is requested, so that it is refused where the user asked rather than when it starts."""
+    return availability(tier, settings) or PROVIDED[tier.backend].untrusted(tier, settings)
 
 
 def mark_availability(tiers: TierSet, settings: Settings) -> TierSet:

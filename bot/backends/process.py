@@ -23,7 +23,8 @@ READ_LIMIT = 64 * 1024  # a "line" without newlines (binary junk, progress bars)
 READER_JOIN_SECONDS = 2.0
 PR_SET_PDEATHSIG = 1
 # Loaded in the parent: the forked child must not load libraries (it may not take locks) before exec.
-_PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+# None where libc has no prctl (not Linux).
+PRCTL = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
 
 
 class LogSink:
@@ -93,6 +94,15 @@ class LogSink:
         self.close()
 
 
+@dataclass(frozen=True)
+class Account:
+    """A user a command runs as instead of the worker's own (which needs root to switch)."""
+
+    name: str
+    uid: int
+    gid: int
+
+
 @dataclass
 class Ending:
     returncode: int | None
@@ -110,8 +120,12 @@ def run_process(
     max_seconds: float,
     memory_bytes: int | None = None,
     grace_seconds: float = 5.0,
+    account: Account | None = None,
 ) -> Ending:
-    """Run `argv` in a new session, stream its output to `sink`, and stop it on timeout or cancel."""
+    """Run `argv` in a new session, stream its output to `sink`, and stop it on timeout or cancel.
+    Raises OSError when it cannot start (no such program, a directory it may not enter)."""
+    # None of the worker's supplementary groups either: root's would open every root-group file to it.
+    identity = {} if account is None else {"user": account.uid, "group": account.gid, "extra_groups": []}
     started = time.monotonic()
     proc = subprocess.Popen(
         argv,
@@ -122,6 +136,7 @@ def run_process(
         stderr=subprocess.STDOUT,
         start_new_session=True,
         preexec_fn=_child_setup(memory_bytes, os.getpid()),
+        **identity,
     )
     reader = threading.Thread(target=_pump, args=(proc.stdout, sink), daemon=True, name=f"log-{proc.pid}")
     reader.start()
@@ -174,16 +189,17 @@ def _text(raw: bytes) -> str:
 
 
 def _child_setup(memory_bytes: int | None, parent: int) -> Callable[[], None]:
-    """Runs in the forked child before exec: die with the worker, and cap the address space."""
+    """Runs in the forked child before exec, after it took its account's identity (which clears a
+    parent-death signal set earlier): die with the worker, and cap the address space."""
     limit = None
     if memory_bytes is not None:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
         limit = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
 
     def setup() -> None:
-        if _PRCTL is not None:
+        if PRCTL is not None:
             # Sent when the forking *thread* exits: run_process waits in that thread until the end.
-            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
             if os.getppid() != parent:  # the worker died before prctl took effect
                 os._exit(137)
         if limit is not None:

@@ -1,9 +1,14 @@
-"""Virtual environments for local runs, one per (requirements file, Python), built once and shared.
+"""Virtual environments for local runs: for trusted code one per (requirements file, Python), built once
+and shared; for untrusted code one per run, in its sandbox (`build`), never shared.
 
 A venv cannot be moved after it is built (its scripts' shebangs and `activate` name its own path), so
 instead of building elsewhere and renaming, it is built in place under a per-environment file lock, and
 a `.tierbot-ready` marker written last (atomically) says it is complete. A directory without the marker
 is a build that crashed and is started over.
+
+Why untrusted environments are never shared: `pip install` runs the packages' build code, and the
+sandbox user can rewrite any venv it built. A venv one fork's code could write must never be run by a
+trusted run, nor by another fork's run (which may name the same requirements file over other code).
 """
 
 import fcntl
@@ -67,8 +72,7 @@ def prepare(
     requirements: Path, envs_dir: Path, env: dict[str, str], run: Runner, sink: LogSink, watcher: Watcher
 ) -> Path:
     """The venv for `requirements`: reused when ready, else built now while other builders wait."""
-    if not requirements.is_file():
-        raise BuildFailed(f"the requirements file {requirements.name} does not exist in the repository")
+    _require(requirements)
     venv = envs_dir / environment_key(requirements.read_bytes())
     if (venv / READY).exists():
         sink.line(f"[tierbot: reusing the environment for {requirements.name} ({venv.name})]")
@@ -80,18 +84,7 @@ def prepare(
         sink.line(f"[tierbot: building the environment for {requirements.name} ({venv.name})]")
         shutil.rmtree(venv, ignore_errors=True)
         try:
-            build_env = isolated(env) | {"PIP_NO_INPUT": "1"}
-            _step(run, [sys.executable, "-m", "venv", str(venv)], build_env, "python -m venv", sink)
-            pip = [
-                str(venv / "bin" / "python"),
-                "-m",
-                "pip",
-                "install",
-                "--disable-pip-version-check",
-                "-r",
-                str(requirements),
-            ]
-            _step(run, pip, build_env, f"pip install -r {requirements.name}", sink)
+            build(venv, sys.executable, requirements, env, run, sink)
         except BaseException:
             shutil.rmtree(venv, ignore_errors=True)  # never leave a half-built environment to confuse anyone
             raise
@@ -101,8 +94,39 @@ def prepare(
     return venv
 
 
+def build(
+    venv: Path, python: str, requirements: Path | None, env: dict[str, str], run: Runner, sink: LogSink
+) -> None:
+    """A venv at `venv` made by `python`, with `requirements` installed; without requirements a bare one
+    (no pip: it only makes `python` mean this interpreter, in a second rather than five)."""
+    if requirements is not None:
+        _require(requirements)
+    build_env = isolated(env) | {"PIP_NO_INPUT": "1"}
+    bare = [] if requirements is not None else ["--without-pip"]
+    _step(run, [python, "-m", "venv", *bare, str(venv)], build_env, "python -m venv", sink)
+    if requirements is not None:
+        pip = [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+        ]
+        _step(run, pip, build_env, f"pip install -r {requirements.name}", sink)
+
+
+def _require(requirements: Path) -> None:
+    if not requirements.is_file():
+        raise BuildFailed(f"the requirements file {requirements.name} does not exist in the repository")
+
+
 def _step(run: Runner, argv: list[str], env: dict[str, str], label: str, sink: LogSink) -> None:
-    ending = run(argv, env, BUILD_SECONDS)
+    try:
+        ending = run(argv, env, BUILD_SECONDS)
+    except OSError as exc:  # the interpreter is missing, or the user it runs as may not run it
+        raise BuildFailed(f"`{label}` could not start {argv[0]}: {exc.strerror or exc}") from None
     if ending.stopped == "cancel":
         raise BuildCancelled("cancelled while building the environment")
     if ending.stopped == "timeout":

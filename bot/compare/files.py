@@ -7,7 +7,6 @@ their kind is guessed from the name alone.
 
 import codecs
 import fnmatch
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,7 +24,7 @@ from bot.compare.model import (
     TextDiff,
 )
 from bot.manifest import FileEntry
-from bot.spec import CompareSection
+from bot.spec import CompareSection, MaskPattern, compile_mask
 from bot.units import format_size
 
 Side = Literal["base", "head"]
@@ -126,12 +125,12 @@ class Rules:
     """The spec's `compare` section, with its mask patterns compiled once for all files, and the options."""
 
     spec: CompareSection
-    masks: tuple[re.Pattern[str], ...] = ()
+    masks: tuple[MaskPattern, ...] = ()
     options: Options = field(default_factory=Options)
 
     @classmethod
     def of(cls, spec: CompareSection, options: Options | None = None) -> "Rules":
-        return cls(spec, tuple(re.compile(pattern) for pattern in spec.mask), options or Options())
+        return cls(spec, tuple(compile_mask(pattern) for pattern in spec.mask), options or Options())
 
 
 @dataclass

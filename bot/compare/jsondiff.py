@@ -18,6 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+import re2
 import yaml
 
 from bot.compare.files import SIDE_NAMES, FileUnreadable, Outcome, Pair, Rules, Side, size_change
@@ -54,9 +55,11 @@ def child_pointer(parent: str, key: object) -> str:
     return f"{parent}[{json.dumps(text, ensure_ascii=False)}]"
 
 
-def ignore_pattern(glob: str) -> re.Pattern[str]:
-    """`runs[*].seconds`: `*` matches within one key or index; a matched path is skipped with its contents."""
-    return re.compile("".join(r"[^.\[\]]*" if ch == "*" else re.escape(ch) for ch in glob))
+def ignore_pattern(glob: str) -> re2._Regexp:
+    """`runs[*].seconds`: `*` matches within one key or index; a matched path is skipped with its contents.
+    RE2, since the globs come from tierbot.yaml: with `re`, a dozen stars against one long key backtrack
+    for seconds."""
+    return re2.compile("".join(r"[^.\[\]]*" if ch == "*" else re2.escape(ch) for ch in glob))
 
 
 def json_type(value: object) -> str:
@@ -133,7 +136,7 @@ class _Walk:
     """Both documents side by side, depth first in document order, counting every change."""
 
     tolerance: Tolerance
-    ignored: tuple[re.Pattern[str], ...]
+    ignored: tuple[re2._Regexp, ...]
     cap: int  # changes listed; all are counted
     changes: list[JsonChange] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)

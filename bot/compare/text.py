@@ -7,10 +7,11 @@ its own patterns (`compare.mask`). What is left is what the branch really change
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from bot.compare.files import NotText, Outcome, Pair, Rules, Side, decode_text, size_change
 from bot.compare.model import FileProblem, TextDiff
+from bot.spec import MaskPattern
 
 MAX_TEXT_BYTES = 8 * 1024 * 1024  # above this a file is summarized by size: difflib is quadratic at worst
 MAX_DIFF_LINES = 200
@@ -43,11 +44,24 @@ def _placeholder(match: re.Match[str]) -> str:
     return f"<{name}>"
 
 
-def mask(text: str, patterns: Iterable[re.Pattern[str]] = ()) -> str:
-    """The repository's own patterns first (they know their logs), then the built-in volatile tokens."""
-    for pattern in patterns:
-        text = pattern.sub("<masked>", text)
-    return _BUILTIN.sub(_placeholder, text)
+def mask(line: str) -> str:
+    """The built-in volatile tokens of one line replaced by placeholders."""
+    return _BUILTIN.sub(_placeholder, line)
+
+
+def masked(lines: list[str], patterns: Sequence[MaskPattern]) -> list[str]:
+    """The repository's own patterns first (they know their logs), then the built-in volatile tokens.
+
+    The repository's patterns are RE2 (see `compile_mask`) and run over the whole file at once: a call
+    into RE2 costs microseconds, so one per line per pattern would dwarf the matching itself. RE2's
+    multi-line mode and `never_nl` keep each match within one line, so the lines stay the lines.
+    """
+    if patterns and lines:
+        text = "\n".join(lines)
+        for pattern in patterns:
+            text = pattern.sub("<masked>", text)
+        lines = text.split("\n")
+    return [mask(line) for line in lines]
 
 
 def unified(path: str, before: list[str], after: list[str]) -> TextDiff:
@@ -101,8 +115,7 @@ def compare_text(pair: Pair, rules: Rules) -> Outcome:
         return Outcome("binary", size_change(pair), problems=[FileProblem(path=pair.path, message=str(exc))])
     if before == after:
         return Outcome("text", "only line endings differ", volatile_only=True)
-    masked_before = [mask(line, rules.masks) for line in before]
-    masked_after = [mask(line, rules.masks) for line in after]
+    masked_before, masked_after = masked(before, rules.masks), masked(after, rules.masks)
     if masked_before == masked_after:
         return Outcome("text", "only volatile tokens differ", volatile_only=True)
     diff = unified(pair.path, masked_before, masked_after)

@@ -26,7 +26,12 @@ REPLY_MARKER = "<!-- tierbot:reply"
 @dataclass
 class Answer:
     outcome: str  # for the delivery's record
-    reply: str | None = None  # for the commenter
+    reply: str | None = None  # for the commenter, in Markdown the bot wrote
+    refusal: str | None = None  # why not, in words that may quote the commenter: shown as code
+
+    @property
+    def says(self) -> bool:
+        return bool(self.reply or self.refusal)
 
 
 class Commenter:
@@ -82,7 +87,7 @@ def on_comment(event: Event, door: Door) -> str:
         # later, and no command has run twice.
         _ = who.pull, who.requester
     answers = [(command, answer(command, who)) for command in found]
-    replies = [(command.line, a.reply) for command, a in answers if a.reply]
+    replies = [(command.line, a) for command, a in answers if a.says]
     text = None
     if replies:
         marker = f"{REPLY_MARKER}-to={comment['id']} -->"
@@ -103,7 +108,7 @@ def on_comment(event: Event, door: Door) -> str:
 
 def answer(command: Command, who: Commenter) -> Answer:
     if command.verb == "invalid":
-        return Answer("not understood", f"{command.problem} Commands: `{commands.USAGE}`.")
+        return Answer("not understood", f"Commands: `{commands.USAGE}`.", refusal=command.problem)
     if command.verb == "help":
         return Answer("help", help_text(who))
     if not who.pull.open:
@@ -129,7 +134,7 @@ def experiment(who: Commenter, tier: str | None) -> Answer:
         notify = who.pipeline.settings.slack_notify.get(who.repository)
         submission = who.pipeline.submit(who.pull.request(who.installation, who.requester, tier, notify))
     except TierbotError as exc:
-        return Answer(f"refused: {exc}", str(exc))
+        return Answer(f"refused: {exc}", refusal=str(exc))
     head = submission.head
     if head.state == RunState.waiting:
         return Answer(f"run {head.id} waits for approval", f"Run {head.id} waits. {approval_needed(head)}")

@@ -62,14 +62,22 @@ class PullInfo:
         requester: Requester,
         tier: str | None = None,
         notify: str | None = None,
+        base: str | None = None,
     ) -> RunRequest:
-        """Run the head against the base's merge base, reporting to this PR (and to a Slack channel)."""
+        """Run the head against the base's merge base, reporting to this PR (and to a Slack channel).
+        Against another base it is not the PR's own run: it only mentions the PR (`gating: False`), under
+        a check run name branch protection cannot require, never in the sticky comment, and it neither
+        supersedes the PR's runs nor is superseded by them."""
+        own = base in (None, self.base_ref)
         target = {
             "repository": self.repository,
             "pull_request": self.number,
             "head_sha": self.head_sha,
             "installation": installation,
+            "gating": own,
         }
+        if not own:
+            target["versus"] = base
         report_to: list[dict] = [{"github": target}]
         if notify:
             about = f"{self.repository}#{self.number}"
@@ -77,11 +85,11 @@ class PullInfo:
         return RunRequest(
             repository=self.repository,
             ref=self.head_sha,
-            base=self.base_ref,
+            base=base or self.base_ref,
             tier=tier,
             requester=requester,
             report_to=report_to,
-            subject=self.subject,
+            subject=self.subject if own else None,
             trusted=not self.fork,
         )
 

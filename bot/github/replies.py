@@ -1,15 +1,13 @@
 """Delivers one-off PR messages from the report outbox: a reaction on a comment and a reply to it.
 
 Idempotent: GitHub answers an existing reaction with 200 instead of adding a second, and a reply is
-found by its hidden marker among the bot's comments before one is posted.
+found (by `PullComments`, from the hidden marker its body starts with) before one is posted.
 """
-
-import re
 
 from github import GithubException
 
 from bot.github.client import GitHubApi
-from bot.github.reporter import find_comment
+from bot.github.reporter import PullComments
 from bot.pipeline import Pipeline
 from bot.store import Report
 
@@ -31,7 +29,9 @@ class GitHubReplies:
             memo["reacted"] = True
         body = target.get("body")
         if body:
-            marker = re.match(r"<!--.*?-->", body).group(0)
-            if find_comment(pull, marker, self.api.bot_login(installation), memo) is None:
-                memo["comment_id"] = pull.create_issue_comment(body).id
+            login = self.api.bot_login(installation)
+            comments = PullComments(pipeline.db, target["repository"], pull, login)
+            marker = body.partition("\n")[0]
+            if comments.find(marker) is None:
+                comments.post(marker, body)
         return memo

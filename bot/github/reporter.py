@@ -1,22 +1,24 @@
 """Syncs a PR's view of a run — its check run and the sticky comment — to the run's current state.
 
 Idempotent, so the report outbox may call it any number of times: the check run is found by its
-external id before one is created, the sticky comment by its hidden marker among the bot's own
-comments, and bodies are only written when they change. POSTs are never retried blindly (a 502 may
-hide a success); a failed sync is retried later by the outbox, finding before creating.
+external id before one is created, the sticky comment by the id stored for the pull request
+(`PullComments`), and bodies are only written when they change. POSTs are never retried blindly (a 502
+may hide a success); a failed sync is retried later by the outbox, finding before creating.
 """
 
 from datetime import datetime
 
 from github import GithubException
+from github.IssueComment import IssueComment
 from github.PullRequest import PullRequest
 from github.Repository import Repository
+from sqlalchemy import select
 
 from bot.github.client import GitHubApi
 from bot.github.views import CheckView, check_name, check_view, sticky_body, sticky_marker
 from bot.pipeline import Pipeline
-from bot.store import Report, Run
-from bot.store.models import utcnow
+from bot.store import Database, Report, Run
+from bot.store.models import PullComment, utcnow
 
 
 class GitHubReporter:
@@ -35,22 +37,37 @@ class GitHubReporter:
         installation = target.get("installation")
         repo = self.api.repo(installation, target["repository"])
         pull = repo.get_pull(target["pull_request"])
+        # Only the PR's own run (its head against its base) may satisfy branch protection or speak in
+        # the sticky comment; a run against another base reports beside them, under its own name.
+        gating = target.get("gating", True)
+        name = check_name(run, None if gating else target.get("versus"))
         if self.api.app_mode:  # GitHub lets only Apps write check runs; token mode has the comment alone
             view = check_view(run, comparison, ctx, now, position)
-            self._sync_check(repo, run, view, now, memo, details_url=pull.html_url)
+            self._sync_check(repo, run, name, view, now, memo, details_url=pull.html_url)
+        if not gating:
+            return memo
         if pull.head.sha != run.sha:
             memo["comment"] = f"not posted: the PR's head is now {pull.head.sha[:7]}"
             return memo
-        comment = find_comment(pull, sticky_marker(run), self.api.bot_login(installation), memo)
+        comments = PullComments(pipeline.db, target["repository"], pull, self.api.bot_login(installation))
+        marker = sticky_marker(run)
+        comment = comments.find(marker)
         body = sticky_body(run, comparison, ctx, now, position, previous=comment.body if comment else None)
         if comment is None:
-            memo["comment_id"] = pull.create_issue_comment(body).id
+            comments.post(marker, body)
         elif comment.body != body:
             comment.edit(body)
         return memo
 
     def _sync_check(
-        self, repo: Repository, run: Run, view: CheckView, now: datetime, memo: dict, details_url: str
+        self,
+        repo: Repository,
+        run: Run,
+        name: str,
+        view: CheckView,
+        now: datetime,
+        memo: dict,
+        details_url: str,
     ) -> None:
         """Edit the run's check run; a completed one cannot go back to queued (a run waiting for approval
         that was approved), so then a new check run of the same name takes its place."""
@@ -61,37 +78,62 @@ class GitHubReporter:
             fields["details_url"] = details_url  # GitHub: the details of what to do are found there
         if view.actions:
             fields["actions"] = view.actions
-        check = self._find_check(repo, run, memo)
+        check = self._find_check(repo, run, name, memo)
         if check is None or (check.status == "completed" and view.status != "completed"):
-            check = repo.create_check_run(
-                name=check_name(run), head_sha=run.sha, external_id=f"run-{run.id}", **fields
-            )
+            check = repo.create_check_run(name=name, head_sha=run.sha, external_id=f"run-{run.id}", **fields)
         else:
             check.edit(**fields)
         memo["check_run_id"] = check.id
 
     @staticmethod
-    def _find_check(repo: Repository, run: Run, memo: dict):
+    def _find_check(repo: Repository, run: Run, name: str, memo: dict):
         if memo.get("check_run_id"):
             return repo.get_check_run(memo["check_run_id"])
         ours = [
             check
-            for check in repo.get_commit(run.sha).get_check_runs(check_name=check_name(run), filter="all")
+            for check in repo.get_commit(run.sha).get_check_runs(check_name=name, filter="all")
             if check.external_id == f"run-{run.id}"
         ]
         return max(ours, key=lambda check: check.id, default=None)
 
 
-def find_comment(pull: PullRequest, marker: str, login: str, memo: dict):
-    """The bot's comment carrying `marker` (remembered in the memo once found), or None."""
-    if memo.get("comment_id"):
-        try:
-            return pull.get_issue_comment(memo["comment_id"])
-        except GithubException as exc:
-            if exc.status != 404:
-                raise
-    for comment in pull.get_issue_comments():
-        if comment.user.login == login and marker in (comment.body or ""):
-            memo["comment_id"] = comment.id
-            return comment
-    return None
+class PullComments:
+    """The comments the bot keeps on one pull request (sticky comments, replies), each known by the
+    marker its body starts with and found by the id stored when it was posted. Only when none is
+    stored (its first sync, or a crash between posting and storing) is it searched for, among the bot's
+    comments whose body starts with the marker: a marker elsewhere in a body may be a quote of anyone."""
+
+    def __init__(self, db: Database, repository: str, pull: PullRequest, login: str):
+        self.db, self.pull, self.login = db, pull, login
+        self.key = {"repository": repository, "pull_request": pull.number}
+
+    def find(self, marker: str) -> IssueComment | None:
+        stored = self._stored(marker)
+        if stored is not None:
+            try:
+                return self.pull.get_issue_comment(stored)
+            except GithubException as exc:
+                if exc.status != 404:  # deleted by someone: found again or posted anew
+                    raise
+        for comment in self.pull.get_issue_comments():
+            if comment.user.login == self.login and (comment.body or "").startswith(marker):
+                self._store(marker, comment.id)
+                return comment
+        return None
+
+    def post(self, marker: str, body: str) -> IssueComment:
+        comment = self.pull.create_issue_comment(body)
+        self._store(marker, comment.id)
+        return comment
+
+    def _stored(self, marker: str) -> int | None:
+        with self.db.session() as s:
+            return s.scalars(select(PullComment.comment_id).filter_by(marker=marker, **self.key)).first()
+
+    def _store(self, marker: str, comment_id: int) -> None:
+        with self.db.session() as s:
+            row = s.scalars(select(PullComment).filter_by(marker=marker, **self.key)).first()
+            if row is None:
+                s.add(PullComment(marker=marker, comment_id=comment_id, **self.key))
+            else:
+                row.comment_id = comment_id

@@ -1,16 +1,14 @@
 """What a pull request shows for a run: the check run's fields and the sticky comment's body. Pure:
-a run, its comparison and the time in; text and fields out (templates in `templates/github/`)."""
+a run, its comparison and the time in; text and fields out (templates in `templates/github/`, rendered
+by the Markdown flavour of `bot.render.templates`, whose filters escape what they print)."""
 
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from bot.compare import Comparison as Result
+from bot.render.templates import md_code, template
 from bot.report import ReportContext, render_markdown
-from bot.resources import resource_dir
 from bot.runtext import progress, refusal
 from bot.store import Comparison, Run, RunState
 from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON
@@ -31,8 +29,11 @@ class CheckView:
     actions: list[dict] = field(default_factory=list)
 
 
-def check_name(run: Run) -> str:
-    return f"tierbot: {run.experiment} ({run.tier})"
+def check_name(run: Run, versus: str | None = None) -> str:
+    """The PR's own run's name is the one branch protection may require; a run against another base
+    (`versus`) carries that base in its name, so it can never satisfy the requirement."""
+    own = f"tierbot: {run.experiment} ({run.tier})"
+    return f"{own} vs {versus}" if versus else own
 
 
 def sticky_marker(run: Run) -> str:
@@ -45,39 +46,34 @@ def described_sha(body: str) -> str | None:
     return found.group(1) if found else None
 
 
-@cache
-def _env() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(resource_dir("templates") / "github"),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,  # Markdown; user data is escaped where it is inserted
-    )
+def render(name: str, **variables) -> str:
+    return template(f"github/{name}", "md").render(**variables)
 
 
-def render(template: str, **variables) -> str:
-    return _env().get_template(template).render(**variables)
-
-
-def _fence(text: str) -> str:
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    return "`" * max(3, longest + 1)
-
-
-def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[str, str, str]:
-    """(conclusion, title, detail) when there is no comparison to show."""
+def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[str, dict]:
+    """(conclusion, the variables of state.md.j2 but the log) when there is no comparison to show."""
     if run.phase in (REFUSED, REFUSED_NEEDS_PERSON):
-        title, detail = refusal(run)
-        fenced = f"{_fence(run.reason or '')}\n{run.reason}\n{_fence(run.reason or '')}"
+        title, advice = refusal(run)
         conclusion = "action_required" if run.phase == REFUSED_NEEDS_PERSON else "failure"
-        return conclusion, title, f"{fenced}\n\n{detail}"
+        return conclusion, {"title": title, "reason": run.reason, "advice": advice}
     if run.state != RunState.succeeded:
         conclusion = {"timed_out": "timed_out", "cancelled": "cancelled"}.get(run.state, "failure")
-        return conclusion, f"The experiment {run.state}: {run.reason}", ""
+        return conclusion, {"title": f"The experiment {run.state}: {run.reason}"}
     reason = comparison.reason if comparison is not None else "no baseline to compare against"
-    return "neutral", "No comparison", reason
+    return "neutral", {"title": "No comparison", "detail": reason}
+
+
+def _state(run: Run, shown: dict) -> str:
+    """state.md.j2 with the run's log tail; every variable it does not show is None."""
+    values = {"reason": None, "detail": None, "advice": None, "log_tail": run.log_tail}
+    return render("state.md.j2", **(values | shown))
+
+
+def _last_line(run: Run) -> str:
+    """A going run's last log line as code, "" before it has one: the experiment wrote it, and may have
+    written a mention, an image or a backtick that would end a hand-made code span."""
+    line = (run.last_log_line or "").strip()
+    return md_code(line[:200]) if line else ""
 
 
 def check_view(
@@ -87,9 +83,9 @@ def check_view(
         title, detail = progress(run, now, position)
         return CheckView("completed", title, detail, "action_required")
     if not run.run_state.terminal:
-        title, detail = progress(run, now, position)
+        title, _ = progress(run, now, position)  # its detail is the last log line, quoted by hand
         status = "queued" if run.state == RunState.queued else "in_progress"
-        return CheckView(status=status, title=title, summary=detail or title)
+        return CheckView(status=status, title=title, summary=_last_line(run) or title)
     if comparison is not None and comparison.state == "pending":
         title = f"Comparing: waiting for the baseline run {comparison.base_run_id}"
         return CheckView(status="in_progress", title=title, summary=title)
@@ -98,16 +94,11 @@ def check_view(
         summary = _fitting_markdown(result, ctx, CHECK_SUMMARY_LIMIT)
         title = f"{comparison.verdict.upper()}: " + "; ".join(result.reasons)
         return CheckView("completed", title[:200], summary, CONCLUSIONS[comparison.verdict], [RERUN])
-    conclusion, title, detail = _ended_without_comparison(run, comparison)
+    conclusion, shown = _ended_without_comparison(run, comparison)
     refused = run.phase in (REFUSED, REFUSED_NEEDS_PERSON)
     actions = [] if refused else [RERUN]  # a refused commit is refused again: the fix is a new push
-    summary = (
-        _env()
-        .get_template("state.md.j2")
-        .render(run=run, title=title, detail=detail, log_tail=run.log_tail, fence=_fence(run.log_tail or ""))
-    )
-    summary = summary.encode()[:CHECK_SUMMARY_LIMIT].decode(errors="ignore")
-    return CheckView("completed", title[:200], summary, conclusion, actions)
+    summary = _state(run, shown).encode()[:CHECK_SUMMARY_LIMIT].decode(errors="ignore")
+    return CheckView("completed", shown["title"][:200], summary, conclusion, actions)
 
 
 def sticky_body(
@@ -133,26 +124,16 @@ def sticky_body(
         result = Result.model_validate(comparison.result)
         body = _fitting_markdown(result, ctx, COMMENT_LIMIT - _ROOM)
     else:
-        _, title, detail = _ended_without_comparison(run, comparison)
-        body = (
-            _env()
-            .get_template("state.md.j2")
-            .render(
-                run=run, title=title, detail=detail, log_tail=run.log_tail, fence=_fence(run.log_tail or "")
-            )
-        )
-    return (
-        _env()
-        .get_template("sticky.md.j2")
-        .render(
-            marker=sticky_marker(run),
-            sha_marker=f"<!-- tierbot:sha={run.sha} -->",
-            banner=banner,
-            experiment=run.experiment,
-            tier=run.tier,
-            head_sha=run.sha,
-            body=body.strip(),
-        )
+        body = _state(run, _ended_without_comparison(run, comparison)[1])
+    return render(
+        "sticky.md.j2",
+        marker=sticky_marker(run),
+        sha_marker=f"<!-- tierbot:sha={run.sha} -->",
+        banner=banner,
+        experiment=run.experiment,
+        tier=run.tier,
+        head_sha=run.sha,
+        body=body.strip(),
     )
 
 

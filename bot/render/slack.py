@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.compare import Comparison
-from bot.render.templates import template
+from bot.render.templates import slack_length, template
 from bot.render.view import QUIET, ReportContext, full_view, table_beyond, variables
 
 SLACK_MAX_BLOCKS = 50  # blocks in one message
@@ -25,11 +25,6 @@ DISPLAY = ("header", "reasons", "context", "metrics", "files", "tables", "proble
 # the verdict: with at least 3 blocks it is always there, and it names the sections left out.
 IMPORTANCE = ("header", "reasons", "context", "metrics", "tables", "files", "problems")
 MIN_BLOCKS_FOR_LINK = 3
-
-
-def slack_length(text: str) -> int:
-    """Length as Slack counts it, conservatively: UTF-16 code units (an emoji may count twice)."""
-    return len(text.encode("utf-16-le")) // 2
 
 
 def _clip(text: str, limit: int) -> str:
@@ -81,9 +76,10 @@ def _blocks(comparison: Comparison, ctx: ReportContext, texts: Any) -> dict[str,
         return _section(_fit_lines(heading, [line.strip() for line in lines], more))
 
     header = _clip(str(texts.header(comparison, ctx)).strip(), SLACK_MAX_HEADER)
+    context = _cap(str(texts.context(ctx)))
     blocks = {
         "header": {"type": "header", "text": {"type": "plain_text", "text": header, "emoji": True}},
-        "context": {"type": "context", "elements": [{"type": "mrkdwn", "text": _cap(texts.context(ctx))}]},
+        "context": {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
     }
     if comparison.reasons:
         blocks["reasons"] = lines_section("", [texts.reason(r) for r in comparison.reasons])

@@ -1,13 +1,15 @@
 """The Jinja2 environments of the renderers and the filters that escape and format user data in them.
 
 One environment per flavour: `md` (GitHub Markdown), `html` (autoescaped), `term` (rich markup) and
-`slack` (Block Kit mrkdwn). Every filter is registered in all of them, so templates name what a value
-is (`code`, `key`, `share`) and the flavour's escaping stays in one place: here.
+`slack` (Block Kit mrkdwn, autoescaped for Slack). Every filter is registered in all of them (but the
+Slack ones, which make markup, in Slack's alone), so templates name what a value is (`code`, `key`,
+`share`) and the flavour's escaping stays in one place: here.
 
 User data is hostile until shown otherwise: an output file may be named `<b>x</b>`, `a|b.md`,
 "line\nbreak" or carry terminal escape sequences. Every filter that takes text shows control
-characters as symbols (`␛`) rather than passing them on, and the HTML flavour does the same for every
-value it prints (`_html_value`), so no view has to remember to.
+characters as symbols (`␛`) rather than passing them on, and the autoescaped flavours do the same for
+every value they print (`_html_value`, `_slack_value`): a template that forgets a filter shows a value
+escaped, never obeyed, and no view has to remember to.
 """
 
 import re
@@ -40,6 +42,12 @@ def shown(text: str) -> str:
     return _CONTROLS.sub(_picture, text)
 
 
+def shown_lines(text: str) -> str:
+    """Text of many lines (a log): `\r\n` ends a line as `\n` does; any other control character, a
+    lone `\r` too (it would overwrite the line), is shown."""
+    return shown(text.replace("\r\n", "\n"))
+
+
 def visible(value: object) -> str:
     """One line: line breaks inside a value shown as `↵`, tabs as spaces, so they cannot break markup."""
     return shown(_NEWLINES.sub("↵", str(value)).replace("\t", " "))
@@ -56,6 +64,11 @@ def _html_value(value: object) -> object:
 def term_text(value: object) -> str:
     """Text in rich markup: `[` cannot open a style, nothing can reach the terminal as a control code."""
     return rich_escape(shown(_NEWLINES.sub("↵", str(value))))
+
+
+def term_lines(value: object) -> str:
+    """Text of many lines (a log, an error) in rich markup: its lines kept, control characters shown."""
+    return rich_escape(shown_lines(str(value)))
 
 
 def clip(value: object, width: int = 120) -> str:
@@ -99,9 +112,10 @@ def md_url(url: str) -> str:
 
 
 # -- Slack mrkdwn -----------------------------------------------------------------------------------------
-# Slack decodes only `&amp;`, `&lt;` and `&gt;`, and has no escape for its formatting characters, so
-# free text gets look-alike characters for them (as jsx-slack's <Escape> does), and user data goes in
-# code spans, inside which `*`, `_` and `~` are literal and only a backtick needs replacing.
+# Slack decodes only `&amp;`, `&lt;` and `&gt;` (mentions, links and `<!channel>` all start with `<`), in
+# code spans and blocks too, and has no escape for its formatting characters, so free text gets
+# look-alike characters for them (as jsx-slack's <Escape> does), and user data goes in code spans, inside
+# which `*`, `_` and `~` are literal and only a backtick needs replacing.
 
 _SLACK_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _SLACK_LOOKALIKES = str.maketrans({"`": "ˋ", "*": "∗", "~": "∼"})
@@ -112,21 +126,73 @@ def _slack_entities(text: str) -> str:
     return "".join(_SLACK_ENTITIES.get(ch, ch) for ch in text)
 
 
-def slack_text(value: object) -> str:
+def slack_length(text: str) -> int:
+    """Length as Slack counts it, conservatively: UTF-16 code units (an emoji may count twice)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+class Mrkdwn(Markup):
+    """Text that is Slack mrkdwn already, printed as it is. `Mrkdwn.escape` makes plain text mrkdwn
+    (entities for `&`, `<`, `>`; control characters shown), for the Slack flavour's finalize and for
+    Markup's own operations (`+`, `%`, `.join`). Jinja's `~` and `join` filter escape a plain operand
+    for HTML instead: safe, but a quote would show as `&#39;`, so templates filter user data first."""
+
+    @classmethod
+    def escape(cls, s: object) -> "Mrkdwn":
+        if hasattr(s, "__html__"):
+            return cls(s.__html__())
+        return cls(_slack_entities(shown(str(s))))
+
+
+def slack_escaped(text: str) -> str:
+    """Text written for every door (an error, a refusal) as mrkdwn that says just that: its `<…>` can
+    mention nobody and link nowhere, its control characters show; its backtick code spans stay code."""
+    return str(Mrkdwn.escape(text))
+
+
+def _slack_value(value: object) -> object:
+    """Every value the Slack flavour prints: as it is when a filter made it mrkdwn (or it is a macro's
+    output), else escaped, control characters shown. The template's own text is its markup."""
+    return value if hasattr(value, "__html__") else Mrkdwn.escape(value)
+
+
+def slack_text(value: object) -> Mrkdwn:
     """Free text in mrkdwn: control characters as entities, formatting characters as look-alikes."""
     text = shown(" ".join(str(value).splitlines())).translate(_SLACK_LOOKALIKES)
-    return _slack_entities(_SLACK_EDGE_UNDERSCORE.sub("ˍ", text))
+    return Mrkdwn(_slack_entities(_SLACK_EDGE_UNDERSCORE.sub("ˍ", text)))
 
 
-def slack_code(value: object) -> str:
+def slack_code(value: object) -> Mrkdwn:
     """User data as an inline code span: one line, no backtick that could end it early."""
     text = visible(value).replace("`", "ˋ")
-    return f"`{_slack_entities(text)}`" if text.strip() else "_(empty)_"
+    return Mrkdwn(f"`{_slack_entities(text)}`" if text.strip() else "_(empty)_")
 
 
-def slack_url(url: str) -> str:
+def slack_block(value: object, limit: int) -> Mrkdwn:
+    """The inside of a ``` block: lines kept, no ``` that could end it; the end of the text (a log's
+    end matters most) that fits `limit` characters once escaped, cut at a line when one is near."""
+    text = shown_lines(str(value)).replace("```", "ˋˋˋ")
+    pieces = [_SLACK_ENTITIES.get(ch, ch) for ch in text]
+    start, room = len(pieces), limit
+    while start and slack_length(pieces[start - 1]) <= room:
+        start -= 1
+        room -= slack_length(pieces[start])
+    kept = "".join(pieces[start:])
+    if start:
+        line = kept.find("\n")
+        kept = kept[line + 1 :] if 0 <= line < len(kept) // 2 else kept
+    return Mrkdwn(kept)
+
+
+def slack_url(url: str) -> Mrkdwn:
     """A link target inside `<url|text>`: nothing in it may end the link or start its label."""
-    return _slack_entities(md_url(url).replace("|", "%7C"))
+    return Mrkdwn(_slack_entities(md_url(url).replace("|", "%7C")))
+
+
+def plain(value: object) -> Mrkdwn:
+    """A `plain_text` field's text (a header, a button): Slack parses nothing there, so nothing is
+    escaped; one line, control characters shown."""
+    return Mrkdwn(visible(value))
 
 
 # -- numbers and names ------------------------------------------------------------------------------------
@@ -177,6 +243,7 @@ FILTERS = {
     "key": key_text,
     "visible": visible,
     "shown": shown,
+    "shown_lines": shown_lines,
     "clip": clip,
     "md": md_text,
     "code": md_code,
@@ -184,25 +251,33 @@ FILTERS = {
     "url": md_url,
     "esc": term_text,
     "fit": fit,
+}
+# Only where Slack's escaping is the flavour's: mrkdwn is markup, which the HTML flavour would not escape.
+SLACK_FILTERS = {
     "sl": slack_text,
     "slcode": slack_code,
     "slurl": slack_url,
+    "slblock": slack_block,
+    "plain": plain,
 }
+
+
+_FINALIZE = {"html": _html_value, "slack": _slack_value}
 
 
 @cache
 def environment(flavour: str) -> Environment:
     env = Environment(
         loader=FileSystemLoader(resource_dir("templates")),
-        autoescape=flavour == "html",
+        autoescape=flavour in _FINALIZE,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
         extensions=["jinja2.ext.do"],
-        finalize=_html_value if flavour == "html" else None,
+        finalize=_FINALIZE.get(flavour),
     )
-    env.filters.update(FILTERS)
+    env.filters.update(FILTERS | (SLACK_FILTERS if flavour == "slack" else {}))
     return env
 
 

@@ -11,6 +11,7 @@ from slack_bolt import App
 
 from bot.pipeline import Pipeline
 from bot.redact import Redactor
+from bot.render.templates import slack_code, slack_escaped
 from bot.settings import Settings
 from bot.slack import grammar
 from bot.slack.clients import RedactingWebClient
@@ -51,16 +52,18 @@ def create_bolt(pipeline: Pipeline) -> App:
     def command_answer(body: dict) -> str:
         try:
             command = grammar.parse(body.get("text", ""))
-        except grammar.GrammarError as exc:
-            return str(exc)
+        except grammar.GrammarError as exc:  # it quotes what was typed
+            return slack_escaped(str(exc))
         if command.verb == "help":
             return help_text(pipeline.tiers)
         if command.verb == "tiers":
             return tiers_text(pipeline.tiers)
         new = record(f"slack:{body['trigger_id']}", "slack", "command", command.verb, body)
-        said = f"`/run {body.get('text', '').strip()}`"
+        said = slack_code(f"/run {body.get('text', '').strip()}")
         if not new:
             return f"Already on it: {said}."
+        if command.verb == "link":
+            return "Asking GitHub for a code to link your account; it follows here, privately."
         ahead = ""
         tier = command.tier or pipeline.tiers.default.name
         if command.verb == "experiment" and tier in pipeline.tiers.names():  # unknown: answered later

@@ -1,21 +1,20 @@
 """The `/run` grammar, pure: text in, a command (or a helpful error) out.
 
 experiment [BRANCH] [on TIER] [vs REF] [in OWNER/REPO]
-status [RUN] · cancel RUN · tiers · use OWNER/REPO · help
+status [RUN] · cancel RUN · tiers · use OWNER/REPO · link · help
 """
 
 import difflib
-import re
 from dataclasses import dataclass
 
 from bot.errors import TierbotError
+from bot.request import is_owner_name
 
 USAGE = (
     "`/run experiment [BRANCH] [on TIER] [vs REF] [in OWNER/REPO]` · `/run status [RUN]` · "
-    "`/run cancel RUN` · `/run tiers` · `/run use OWNER/REPO` · `/run help`"
+    "`/run cancel RUN` · `/run tiers` · `/run use OWNER/REPO` · `/run link` · `/run help`"
 )
-VERBS = ("experiment", "status", "cancel", "tiers", "use", "help")
-_REPO = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+VERBS = ("experiment", "status", "cancel", "tiers", "use", "link", "help")
 _KEYWORDS = {"on": "tier", "vs": "base", "in": "repository"}
 
 
@@ -44,11 +43,11 @@ def parse(text: str) -> SlackCommand:
         raise GrammarError(f"`{words[0]}` is not a command.{hint} Usage: {USAGE}")
     if verb == "experiment":
         return _experiment(rest)
-    if verb in ("tiers", "help"):
+    if verb in ("tiers", "link", "help"):
         _nothing_after(verb, rest)
         return SlackCommand(verb)
     if verb == "use":
-        if len(rest) != 1 or not _REPO.match(rest[0]):
+        if len(rest) != 1 or not is_owner_name(rest[0]):
             raise GrammarError("Write `/run use OWNER/REPO`, e.g. `/run use acme/models`.")
         return SlackCommand("use", repository=rest[0])
     if verb == "status" and not rest:
@@ -78,6 +77,6 @@ def _experiment(words: list[str]) -> SlackCommand:
         if field in fields:
             raise GrammarError(f"`{keyword}` is given twice.")
         fields[field], words = words[1], words[2:]
-    if "repository" in fields and not _REPO.match(fields["repository"]):
+    if "repository" in fields and not is_owner_name(fields["repository"]):
         raise GrammarError(f"`in {fields['repository']}`: name the repository as OWNER/REPO.")
     return SlackCommand("experiment", **fields)

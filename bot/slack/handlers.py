@@ -1,6 +1,7 @@
 """Slack commands and buttons, handled by a worker from their recorded deliveries. Each answers the
 person who asked, privately, through the report outbox (`slack_reply`); runs report to their channel
-through their live message (`slack`)."""
+through their live message (`slack`). Every command that names a repository or a run is checked
+against what the asker may do there on GitHub (`bot.slack.access`) before anything else happens."""
 
 import logging
 from collections.abc import Callable
@@ -14,13 +15,17 @@ from bot.github.client import GitHubApi
 from bot.github.pull_requests import PullInfo
 from bot.github.router import Event
 from bot.pipeline import Pipeline
+from bot.render.templates import slack_escaped
 from bot.request import RunRequest
 from bot.slack import grammar
+from bot.slack.access import READ, WRITE, SlackAccess
 from bot.slack.grammar import SlackCommand
+from bot.slack.link import start_link
+from bot.slack.reporter import post_reply
 from bot.slack.views import home_view, log_text, no_runs_text, run_line
 from bot.store import Run
 from bot.store.models import SlackChannel, utcnow
-from bot.tiers import Requester
+from bot.tiers import Requester, role_at_least
 
 log = logging.getLogger(__name__)
 RECENT_RUNS = 10
@@ -36,7 +41,7 @@ class SlackDoor:
 
 
 class Asker:
-    """Who asked, where, and how to answer them."""
+    """Who asked, where, what they may do, and how to answer them."""
 
     def __init__(self, door: SlackDoor, body: dict):
         self.door, self.pipeline, self.body = door, door.pipeline, body
@@ -44,29 +49,37 @@ class Asker:
         self.user = body.get("user_id") or user.get("id")
         self.name = body.get("user_name") or user.get("username") or user.get("name") or self.user
         self.channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
+        self.access = SlackAccess(door.pipeline, door.github, self.user)
+        self.to = {"response_url": body.get("response_url"), "channel": self.channel, "user": self.user}
 
-    def requester(self) -> Requester:
-        """Slack user groups are checked only for the groups the tiers name."""
+    def requester(self, repository: str) -> Requester:
+        """Slack user groups are checked only for the groups the tiers name; GitHub teams likewise."""
         groups = tuple(
             group
             for group in sorted(self.pipeline.tiers.slack_groups())
             if self.user in self.door.client.usergroups_users_list(usergroup=group).get("users", [])
         )
-        login = self.pipeline.settings.slack_github_logins.get(self.user)
-        return Requester(name=self.name, slack_user=self.user, slack_groups=groups, github_login=login)
+        login, github, teams = self.access.login, self.door.github, self.pipeline.tiers.github_teams()
+        mine = ()
+        if login and teams and github is not None and github.configured:
+            mine = github.teams_of(github.installation_for(repository), login, teams)
+        return Requester(
+            name=self.name,
+            slack_user=self.user,
+            slack_groups=groups,
+            github_login=login,
+            github_teams=mine,
+            github_role=self.access.role(repository),
+        )
 
     def reply(self, text: str, public: bool = False) -> str:
-        self.pipeline.reports.post(
-            "slack_reply",
-            {
-                "response_url": self.body.get("response_url"),
-                "channel": self.channel,
-                "user": self.user,
-                "text": text,
-                "response_type": "in_channel" if public else "ephemeral",
-            },
-        )
-        return text
+        return post_reply(self.pipeline, self.to, text, public)
+
+    def run(self, run_id: int, need: str, doing: str) -> Run:
+        """The run, once the asker is known to have `need` access to its repository."""
+        run = self.pipeline.run(run_id)
+        self.access.require(run.repository, need, doing)
+        return run
 
 
 def dispatch(event: Event, door: SlackDoor) -> str:
@@ -79,8 +92,8 @@ def dispatch(event: Event, door: SlackDoor) -> str:
             return COMMANDS[command.verb](command, asker)
         action = event.payload["actions"][0]
         return ACTIONS[action["action_id"]](action, asker)
-    except TierbotError as exc:
-        return f"refused: {asker.reply(str(exc))}"
+    except TierbotError as exc:  # its message may quote the asker, a repository or GitHub: escaped
+        return f"refused: {asker.reply(slack_escaped(str(exc)))}"
 
 
 def experiment(command: SlackCommand, asker: Asker) -> str:
@@ -89,18 +102,19 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
         raise TierbotError(
             "Which repository? Add `in OWNER/REPO`, or set this channel's with `/run use OWNER/REPO`."
         )
+    asker.access.require(repository, WRITE, "run experiments")
+    requester = asker.requester(repository)
     pull = pull_request_of(asker.door, repository, command.branch)
-    if pull is not None:  # its sticky comment and check run show this run too, and the message links it
+    if pull is not None:  # the PR shows this run too, and the message links it
         installation, info = pull
-        request = info.request(installation, asker.requester(), command.tier, notify=asker.channel)
-        request.base = command.base or request.base
+        request = info.request(installation, requester, command.tier, notify=asker.channel, base=command.base)
     else:
         request = RunRequest(
             repository=repository,
             ref=command.branch or "HEAD",
             base=command.base or ("main" if command.branch else None),
             tier=command.tier,
-            requester=asker.requester(),
+            requester=requester,
             report_to=[{"slack": {"channel": asker.channel}}],
         )
     submission = asker.pipeline.submit(request)
@@ -124,9 +138,9 @@ def pull_request_of(door: SlackDoor, repository: str, branch: str | None) -> tup
 
 def status(command: SlackCommand, asker: Asker) -> str:
     if command.run_id is not None:
-        runs = [asker.pipeline.run(command.run_id)]
+        runs = [asker.run(command.run_id, READ, "see runs")]
     else:
-        runs = runs_of(asker.pipeline, asker.user, RECENT_RUNS)
+        runs = runs_of(asker.pipeline, asker.access, RECENT_RUNS)
     text = "\n".join(line_of(asker.pipeline, run) for run in runs) or no_runs_text()
     return asker.reply(text)
 
@@ -137,14 +151,20 @@ def cancel(command: SlackCommand, asker: Asker) -> str:
 
 
 def cancel_own(asker: Asker, run_id: int) -> Run:
-    """Someone's run is theirs to cancel; a run nobody started from Slack (a PR's) anyone may."""
-    owner = asker.pipeline.run(run_id).requested_by.get("slack_user")
-    if owner and owner != asker.user:
-        raise TierbotError(f"Run {run_id} is <@{owner}>'s; only they can cancel it.")
+    """Cancelling takes write access to the run's repository; a run started from Slack is, besides, its
+    starter's alone to cancel."""
+    starter = asker.run(run_id, WRITE, "cancel runs").requested_by
+    if starter.get("slack_user") not in (None, asker.user):
+        raise TierbotError(f"Run {run_id} is {starter.get('name')}'s; only they can cancel it.")
     return asker.pipeline.queue.cancel(run_id)
 
 
+def link(command: SlackCommand, asker: Asker) -> str:
+    return start_link(asker.pipeline, asker.to)
+
+
 def use(command: SlackCommand, asker: Asker) -> str:
+    asker.access.require(command.repository, WRITE, "set a channel's repository")
     with asker.pipeline.db.session() as s:
         s.merge(SlackChannel(channel=asker.channel, repository=command.repository, set_by=asker.user))
     return asker.reply(
@@ -160,7 +180,8 @@ def channel_repository(pipeline: Pipeline, channel: str | None) -> str | None:
 
 def home(user: str, door: SlackDoor) -> str:
     """The App Home tab: the user's recent runs. Publishing replaces the view, so a retry is harmless."""
-    lines = [line_of(door.pipeline, run) for run in runs_of(door.pipeline, user, HOME_RUNS)]
+    runs = runs_of(door.pipeline, SlackAccess(door.pipeline, door.github, user), HOME_RUNS)
+    lines = [line_of(door.pipeline, run) for run in runs]
     door.client.views_publish(user_id=user, view=home_view(lines, utcnow()))
     return f"published the home of {user} with {len(lines)} runs"
 
@@ -172,10 +193,12 @@ def line_of(pipeline: Pipeline, run: Run) -> str:
     return run_line(run, comparison.verdict, pipeline.report_context(comparison).report_url)
 
 
-def runs_of(pipeline: Pipeline, user: str, limit: int) -> list[Run]:
-    """The user's newest runs (not the baselines their comparisons used)."""
+def runs_of(pipeline: Pipeline, access: SlackAccess, limit: int) -> list[Run]:
+    """The user's newest runs (not the baselines their comparisons used) in repositories they may still
+    read."""
     recent = pipeline.recent_runs(RECENT_SCAN)
-    return [r for r in recent if r.requested_by.get("slack_user") == user and r.role != "baseline"][:limit]
+    mine = [r for r in recent if r.requested_by.get("slack_user") == access.user and r.role != "baseline"]
+    return [r for r in mine if role_at_least(access.role(r.repository), READ)][:limit]
 
 
 def cancel_button(action: dict, asker: Asker) -> str:
@@ -185,12 +208,13 @@ def cancel_button(action: dict, asker: Asker) -> str:
 
 def rerun_select(action: dict, asker: Asker) -> str:
     run_id, _, tier = action["selected_option"]["value"].partition(":")
-    submission = asker.pipeline.rerun(int(run_id), asker.requester(), tier=tier)
+    run = asker.run(int(run_id), WRITE, "rerun")
+    submission = asker.pipeline.rerun(run.id, asker.requester(run.repository), tier=tier)
     return f"rerun of run {run_id} on {tier}: run {submission.head.id}"
 
 
 def logs_button(action: dict, asker: Asker) -> str:
-    run = asker.pipeline.run(int(action["value"]))
+    run = asker.run(int(action["value"]), READ, "see logs")
     tail = run.log_tail
     if tail is None and run.log_path is None:
         tail = run.last_log_line
@@ -203,6 +227,7 @@ COMMANDS: dict[str, Callable[[SlackCommand, Asker], str]] = {
     "status": status,
     "cancel": cancel,
     "use": use,
+    "link": link,
 }
 ACTIONS: dict[str, Callable[[dict, Asker], str]] = {
     "tierbot_cancel": cancel_button,

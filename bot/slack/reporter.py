@@ -9,6 +9,15 @@ from bot.store import Report
 from bot.store.models import utcnow
 
 
+def post_reply(pipeline: Pipeline, to: dict, text: str, public: bool = False) -> str:
+    """Queue a reply to the person `to` names (`response_url`, `channel`, `user`); returns the text."""
+    message = {"text": text, "response_type": "in_channel" if public else "ephemeral"}
+    pipeline.reports.post(
+        "slack_reply", {k: to.get(k) for k in ("response_url", "channel", "user")} | message
+    )
+    return text
+
+
 class SlackReporter:
     def __init__(self, client: RedactingWebClient):
         self.client = client

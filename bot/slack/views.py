@@ -1,5 +1,6 @@
 """What Slack shows of a run: one message, updated in place, ending as the comparison with buttons.
-Pure: a run, its comparison and the time in; `{"text", "blocks"}` out, within Slack's limits."""
+Pure: a run, its comparison and the time in; `{"text", "blocks"}` out, within Slack's limits. Every
+mrkdwn text comes from `templates/slack/run.slack.j2`, which escapes what it prints."""
 
 from datetime import datetime
 
@@ -53,7 +54,7 @@ def run_message(
     blocks = [section(str(label)), section(str(texts.status(run, title, detail, line)))]
     if run.run_state.terminal and run.state != RunState.succeeded and run.log_tail:
         blocks.append(section(log_text(run, "\n".join(run.log_tail.splitlines()[-TAIL_LINES:]))))
-    return {"text": f"{title} · {run.experiment} run {run.id}", "blocks": blocks + [buttons]}
+    return {"text": str(texts.fallback(run, title)), "blocks": blocks + [buttons]}
 
 
 def state_text(run: Run, comparison: Comparison | None, now: datetime, position: int) -> tuple[str, str]:
@@ -109,8 +110,7 @@ def actions(run: Run, tiers: TierSet) -> dict:
 
 
 def log_text(run: Run, tail: str) -> str:
-    tail = (tail or "(no output yet)").replace("```", "ˋˋˋ")[-LOG_CHARACTERS:]
-    return str(_texts().log(run, tail))
+    return str(_texts().log(run, tail or "(no output yet)", LOG_CHARACTERS))
 
 
 def run_line(run: Run, verdict: str | None = None, report_url: str | None = None) -> str:
@@ -136,6 +136,5 @@ def home_view(lines: list[str], now: datetime) -> dict:
     """The App Home tab: `run_line`s, newest first."""
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": "Your recent runs"}}]
     blocks += [section(line) for line in lines] or [section(no_runs_text())]
-    when = now.strftime("%Y-%m-%d %H:%M UTC")
-    blocks.append(context(f"Updated {when}"))
+    blocks.append(context(str(_texts().updated(now.strftime("%Y-%m-%d %H:%M UTC")))))
     return {"type": "home", "blocks": blocks}

@@ -225,6 +225,22 @@ class Approval(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class PullComment(Base):
+    """A comment the bot keeps on a pull request, by the hidden marker its body starts with: a sticky
+    comment (edited by every run of its experiment and tier on the PR, whatever Report row syncs it) or
+    a reply to a command. Found by this id, not by searching for the marker: anyone can write a marker
+    into a comment, and the bot quotes comments."""
+
+    __tablename__ = "pull_comments"
+    __table_args__ = (UniqueConstraint("repository", "pull_request", "marker"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(500))
+    pull_request: Mapped[int] = mapped_column(Integer)
+    marker: Mapped[str] = mapped_column(String(300))  # e.g. <!-- tierbot:sticky experiment=E tier=T -->
+    comment_id: Mapped[int] = mapped_column(BigInteger)
+
+
 class SlackChannel(Base):
     """A channel's default repository, set with `/run use OWNER/REPO`."""
 
@@ -234,3 +250,13 @@ class SlackChannel(Base):
     repository: Mapped[str] = mapped_column(String(500))
     set_by: Mapped[str] = mapped_column(String(50))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SlackLink(Base):
+    """A Slack user's GitHub login, verified through GitHub's device flow (`/run link`)."""
+
+    __tablename__ = "slack_links"
+
+    slack_user: Mapped[str] = mapped_column(String(50), primary_key=True)
+    github_login: Mapped[str] = mapped_column(String(100))
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

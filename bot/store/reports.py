@@ -14,6 +14,15 @@ from bot.store.db import Database
 from bot.store.models import Report, Run, utcnow
 
 
+class NotYet(Exception):  # noqa: N818  (a signal, not an error)
+    """Raised by a syncer that must look again later (a poll still pending): due again after `seconds`,
+    with `memo` kept, and not counted as a failure."""
+
+    def __init__(self, seconds: float, memo: dict):
+        super().__init__(f"not yet; again in {seconds:.0f} s")
+        self.seconds, self.memo = seconds, memo
+
+
 class Reports:
     def __init__(self, db: Database, lease_seconds: float):
         self.db = db
@@ -68,6 +77,13 @@ class Reports:
                 .where(Report.id == report_id)
                 .values(synced_version=version, memo=memo, attempts=0, error=None, lease_expires_at=None)
             )
+
+    def later(self, report_id: int, memo: dict, seconds: float) -> None:
+        """Still due, after `seconds` (see NotYet)."""
+        with self.db.session() as s:
+            report = s.get(Report, report_id)
+            report.next_attempt_at = utcnow() + timedelta(seconds=seconds)
+            report.memo, report.lease_expires_at = memo, None
 
     def failed(self, report_id: int, error: str, memo: dict, retry_after: float | None = None) -> None:
         """Retry later, after `bot.retry.backoff` (never sooner than the door asked: `retry_after` s);
