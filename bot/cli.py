@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
-from bot import __version__
+from bot import __version__, wiring
 from bot.cli_diff import diff
 from bot.cli_server import replay, serve
 from bot.errors import TierbotError
@@ -62,7 +62,7 @@ WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="Execute here
 
 
 def _pipeline() -> Pipeline:
-    return Pipeline(Settings())
+    return wiring.pipeline(Settings())
 
 
 def current_ref(repository: str) -> str:
@@ -279,7 +279,7 @@ def worker(threads: Annotated[int, typer.Option("--threads", "-j", min=1)] = 1) 
     settings = Settings()
     for warning in harden(settings):  # before the data dir is opened or a thread or child starts
         err.print(f"[yellow]Warning:[/] {term_text(warning)}")
-    pipeline = Pipeline(settings)
+    pipeline = wiring.pipeline(settings)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -34,13 +34,13 @@ def serve(
     """Run the bot: GitHub webhooks, health and metrics (and workers, unless --workers 0)."""
     import uvicorn
 
+    from bot import wiring
     from bot.limits import raise_open_files_limit, server_options
-    from bot.pipeline import Pipeline
     from bot.server import create_app
 
     settings = Settings()
     warnings = harden(settings)  # before the data dir is opened or a thread or child starts
-    pipeline = Pipeline(settings)
+    pipeline = wiring.pipeline(settings)
     console = Console(stderr=True, soft_wrap=True)  # one line per item, also in a service's log
     console.print(f"[bold]tierbot {__version__}[/] serve")
     said = [*start_summary(settings, pipeline.tiers, workers), *(f"Warning: {w}" for w in warnings)]

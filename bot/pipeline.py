@@ -5,6 +5,7 @@ workers execute runs (`bot.worker`), and `settle` compares once both sides have 
 """
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,9 @@ from bot.backends import mark_availability, untrusted_refusal
 from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
 from bot.errors import RunNotFound, TierbotError, TierUnavailable
-from bot.github.gitauth import git_credentials
 from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.outputs import BlobStore
-from bot.redact import redactor_for
+from bot.redact import Redactor, redactor_for
 from bot.report import ReportContext, render_html
 from bot.report_links import report_url
 from bot.request import RunRequest
@@ -48,10 +48,16 @@ class Submission:
         return {r.id for r in (self.head, self.base) if r is not None}
 
 
-class Pipeline:
-    """Composition root of the core: settings in, services wired once."""
+# A door's port for fetching code: given the settings and the redactor, the HTTP header that lets git
+# fetch a repository (`owner/name` → `Authorization: …`), or None when the door has none to give.
+GitCredentials = Callable[[Settings, Redactor], Callable[[str], str | None] | None]
 
-    def __init__(self, settings: Settings):
+
+class Pipeline:
+    """The core's services, wired once: settings in, and the ports the doors provide (`bot.wiring`
+    plugs them in; without them the core fetches code with no credentials)."""
+
+    def __init__(self, settings: Settings, git_credentials: GitCredentials | None = None):
         self.settings = settings
         self.db = Database(settings.db_url)
         self.tiers = mark_availability(load_tiers(settings.tiers_file), settings)
@@ -60,7 +66,7 @@ class Pipeline:
             settings.mirrors_dir,
             settings.worktrees_dir,
             settings.git_url,
-            git_credentials(settings, self.redactor),
+            git_credentials(settings, self.redactor) if git_credentials else None,
         )
         self.blobs = BlobStore(settings.blobs_dir)
         self.reports = Reports(self.db, settings.lease_seconds)

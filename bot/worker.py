@@ -17,7 +17,8 @@ from bot import github
 from bot.backends import Job, backend_for
 from bot.backends.local import kill_process_group
 from bot.errors import TierbotError
-from bot.github.router import Door, Event
+from bot.events import Event
+from bot.github.router import Door
 from bot.outputs import OutputLimits, collect
 from bot.pipeline import Pipeline
 from bot.retry import retry_after, transient

@@ -10,9 +10,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from bot import wiring
 from bot.errors import TierbotError
 from bot.github.views import described_sha
-from bot.pipeline import Pipeline
 from bot.store import Delivery, Report, RunState
 from bot.worker import Worker
 
@@ -48,7 +48,7 @@ def make_bot(settings, tmp_path: Path, fake: FakeGitHub, app: bool = True, mirro
             **credentials,
         }
     )
-    return Bot(Pipeline(settings))
+    return Bot(wiring.pipeline(settings))  # as `tierbot serve` builds it: GitHub's credentials plugged in
 
 
 @pytest.fixture
@@ -236,7 +236,7 @@ def test_without_credentials_a_private_repository_cannot_be_fetched(
     simple_repo,
 ):
     fake.add_git(REPO, Path(hosted))
-    pipeline = Pipeline(settings.model_copy(update={"github_api_url": fake.url}))
+    pipeline = wiring.pipeline(settings.model_copy(update={"github_api_url": fake.url}))
     with pytest.raises(TierbotError, match="Cannot fetch"):
         pipeline.code.resolve(REPO, "main")
     assert [c.status for c in fake.calls("GET", f"/{REPO}.git/*")][:1] == [401]

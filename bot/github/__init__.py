@@ -4,8 +4,9 @@
 The routers of each feature module are composed here, in one place.
 """
 
+from bot.events import Event
 from bot.github import checks, comments, pull_requests
-from bot.github.router import Door, Event, Router
+from bot.github.router import Door, Router
 
 ROUTERS: list[Router] = [pull_requests.router, comments.router, checks.router]
 

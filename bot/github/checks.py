@@ -4,7 +4,8 @@ request again. GitHub offers both only to users with write access."""
 import re
 
 from bot.errors import TierbotError
-from bot.github.router import Door, Event, Router
+from bot.events import Event
+from bot.github.router import Door, Router
 from bot.tiers import Requester
 
 router = Router()

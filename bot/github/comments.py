@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from bot.errors import TierbotError
+from bot.events import Event
 from bot.github import commands
 from bot.github.commands import Command
 from bot.github.pull_requests import PullInfo, installation_of
-from bot.github.router import Door, Event, Router
+from bot.github.router import Door, Router
 from bot.github.views import render
 from bot.runtext import approval_needed
 from bot.store import RunState

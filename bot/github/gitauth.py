@@ -10,6 +10,7 @@ import base64
 from collections.abc import Callable
 
 from bot.redact import Redactor
+from bot.request import is_owner_name
 from bot.settings import Settings
 
 
@@ -22,7 +23,7 @@ def git_credentials(settings: Settings, redact: Redactor) -> Callable[[str], str
 
     def header(repository: str) -> str | None:
         nonlocal api
-        if "://" in repository or repository.count("/") != 1 or repository.startswith((".", "/")):
+        if not is_owner_name(repository):
             return None  # a URL or a path: not a repository on GitHub
         if api is None:
             from bot.github.client import GitHubApi  # PyGithub only where GitHub is fetched from

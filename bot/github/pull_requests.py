@@ -8,7 +8,8 @@ delivery, never in the webhook's HTTP request.
 from dataclasses import dataclass
 
 from bot.errors import TierbotError
-from bot.github.router import Door, Event, Router
+from bot.events import Event
+from bot.github.router import Door, Router
 from bot.request import RunRequest
 from bot.store import RunState
 from bot.tiers import Requester

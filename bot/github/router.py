@@ -2,24 +2,15 @@
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bot.events import Event
 
 if TYPE_CHECKING:  # PyGithub is imported only by workers that talk to GitHub
     from bot.github.client import GitHubApi
     from bot.pipeline import Pipeline
 
 Handler = Callable[..., str]
-
-
-@dataclass(frozen=True)
-class Event:
-    name: str  # X-GitHub-Event
-    delivery: str  # X-GitHub-Delivery
-    payload: dict[str, Any]
-
-    @property
-    def action(self) -> str | None:
-        return self.payload.get("action")
 
 
 @dataclass

@@ -11,9 +11,9 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 
 from bot.errors import TierbotError
+from bot.events import Event
 from bot.github.client import GitHubApi
 from bot.github.pull_requests import PullInfo
-from bot.github.router import Event
 from bot.pipeline import Pipeline
 from bot.render.templates import slack_escaped
 from bot.request import RunRequest
