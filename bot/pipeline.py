@@ -17,6 +17,7 @@ from sqlalchemy.orm import joinedload
 from bot.backends import mark_availability, untrusted_refusal
 from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
+from bot.doors import DoorPlugin
 from bot.errors import RunNotFound, TierbotError, TierUnavailable
 from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.outputs import BlobStore
@@ -54,11 +55,17 @@ GitCredentials = Callable[[Settings, Redactor], Callable[[str], str | None] | No
 
 
 class Pipeline:
-    """The core's services, wired once: settings in, and the ports the doors provide (`bot.wiring`
-    plugs them in; without them the core fetches code with no credentials)."""
+    """The core's services, wired once: settings in, and the doors with their ports (`bot.wiring` plugs
+    them in; without them the core fetches code with no credentials and workers only execute runs)."""
 
-    def __init__(self, settings: Settings, git_credentials: GitCredentials | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        git_credentials: GitCredentials | None = None,
+        doors: tuple[DoorPlugin, ...] = (),
+    ):
         self.settings = settings
+        self.doors = doors  # what workers handle deliveries and sync the outbox with
         self.db = Database(settings.db_url)
         self.tiers = mark_availability(load_tiers(settings.tiers_file), settings)
         self.redactor = redactor_for(settings, self.tiers)  # what is stored or leaves for a door passes it

@@ -2,11 +2,18 @@
 run it. The core imports no door (an import-linter contract in pyproject.toml holds it); this is where
 they meet."""
 
+from bot.doors import DoorPlugin
+from bot.github import plugin as github_plugin
 from bot.github.gitauth import git_credentials
 from bot.pipeline import Pipeline
 from bot.settings import Settings
+from bot.slack import plugin as slack_plugin
+
+# Every door this installation has; each imports its SDK only when a worker starts it.
+DOORS: tuple[DoorPlugin, ...] = (github_plugin.PLUGIN, slack_plugin.PLUGIN)
 
 
 def pipeline(settings: Settings) -> Pipeline:
-    """The pipeline, fetching `owner/name` repositories with GitHub's credentials when it has them."""
-    return Pipeline(settings, git_credentials=git_credentials)
+    """The pipeline with every door plugged in, fetching `owner/name` repositories with GitHub's
+    credentials when it has them."""
+    return Pipeline(settings, git_credentials=git_credentials, doors=DOORS)

@@ -13,12 +13,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from bot import github
 from bot.backends import Job, backend_for
 from bot.backends.local import kill_process_group
+from bot.doors import Doors
 from bot.errors import TierbotError
 from bot.events import Event
-from bot.github.router import Door
 from bot.outputs import OutputLimits, collect
 from bot.pipeline import Pipeline
 from bot.retry import retry_after, transient
@@ -97,10 +96,7 @@ class Worker:
         self.only = only
         self.listener = listener
         self.runs = runs
-        self._syncers: dict[str, Callable] = {}
-        # Made on first use: PyGithub and slack_sdk load only in workers that talk to them.
-        self._github = None  # GitHubApi
-        self._slack = None  # slack_sdk WebClient
+        self.doors = Doors(pipeline, pipeline.doors)  # each started on first use, with its clients
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
     def run_once(self) -> bool:
@@ -130,7 +126,7 @@ class Worker:
             return False
         event = Event(name=delivery.event, delivery=delivery.id, payload=delivery.payload)
         try:
-            outcome, state = self._dispatch(delivery.source, event), "done"
+            outcome, state = self.doors.handle(delivery.source, event), "done"
         except Exception as exc:  # a malformed payload or a bug: recorded on the delivery, the worker lives
             outcome, state = f"failed: {type(exc).__name__}: {exc}", "failed"
             if transient(exc):  # GitHub or Slack down for a moment: handled again later, not lost
@@ -147,7 +143,7 @@ class Worker:
             return False
         report, version = claimed
         try:
-            memo = self._syncer(report.door)(self.pipeline, report)
+            memo = self.doors.syncer(report.door)(self.pipeline, report)
         except NotYet as wait:
             self.pipeline.reports.later(report.id, wait.memo, wait.seconds)
             return True
@@ -159,43 +155,6 @@ class Worker:
             return True
         self.pipeline.reports.synced(report.id, version, memo)
         return True
-
-    def _dispatch(self, source: str, event: Event) -> str:
-        if source == "slack":
-            from bot.slack.handlers import SlackDoor, dispatch
-
-            return dispatch(event, SlackDoor(self.pipeline, self._slack_client(), self._github_api()))
-        return github.dispatch(event, Door(self.pipeline, self._github_api()))
-
-    def _slack_client(self):
-        if self._slack is None:
-            from bot.slack.bolt import web_client
-
-            self._slack = web_client(self.pipeline.settings, self.pipeline.redactor)
-        return self._slack
-
-    def _github_api(self):
-        if self._github is None:
-            from bot.github.client import GitHubApi
-
-            self._github = GitHubApi(self.pipeline.settings, self.pipeline.redactor)
-        return self._github
-
-    def _syncer(self, door: str) -> Callable:
-        if door not in self._syncers:
-            if door.startswith("slack"):
-                from bot.slack.link import poll_link
-                from bot.slack.reporter import SlackReporter
-
-                slack = SlackReporter(self._slack_client())
-                self._syncers |= {"slack": slack.sync, "slack_reply": slack.reply, "slack_link": poll_link}
-            else:
-                from bot.github.replies import GitHubReplies
-                from bot.github.reporter import GitHubReporter
-
-                api = self._github_api()
-                self._syncers |= {"github": GitHubReporter(api).sync, "github_reply": GitHubReplies(api).sync}
-        return self._syncers[door]
 
     def execute(self, run: Run) -> None:
         settings = self.pipeline.settings

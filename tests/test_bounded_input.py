@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import SecretStr
 
+from bot import wiring
 from bot.errors import OutputsRejected, SpecInvalid
 from bot.github.signature import sign
 from bot.outputs import BlobStore, OutputLimits, collect
-from bot.pipeline import Pipeline
 from bot.spec import parse_spec, spec_names
 from bot.tiers import load_tiers
 from bot.yamlmodel import MAX_YAML_BYTES
@@ -166,7 +166,7 @@ def limited(settings):
         "slack_signing_secret": SecretStr("slack-signing-secret"),
         "slack_bot_token": SecretStr("xoxb-bounded-input"),
     }
-    running = Bot(Pipeline(settings.model_copy(update=limits | secrets)))
+    running = Bot(wiring.pipeline(settings.model_copy(update=limits | secrets)))
     yield running
     running.stop()
 

@@ -16,7 +16,7 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from bot import inbox
+from bot import inbox, wiring
 from bot.github.signature import sign
 from bot.pipeline import Pipeline
 from bot.server import create_app
@@ -85,7 +85,7 @@ def bot(settings, hosted, tmp_path: Path):
             "github_webhook_secret": SecretStr(f"{SECRET}, {OLD_SECRET}"),
         }
     )
-    running = Bot(Pipeline(settings))
+    running = Bot(wiring.pipeline(settings))
     yield running
     running.stop()
 
@@ -290,7 +290,7 @@ def test_a_broken_payload_fails_its_delivery_not_the_worker(bot):
 
 
 def test_unconfigured_secret_refuses_everything(settings):
-    running = Bot(Pipeline(settings))
+    running = Bot(wiring.pipeline(settings))
     try:
         answer = running.deliver("pull_request", {"action": "opened"})
         assert answer.status_code == 503 and "TIERBOT_GITHUB_WEBHOOK_SECRET" in answer.json()["detail"]
@@ -317,7 +317,7 @@ def test_serve_with_workers_and_replay(settings, hosted, simple_repo, tmp_path):
             "github_webhook_secret": SecretStr(SECRET),
         }
     )
-    running = Bot(Pipeline(settings), workers=1)
+    running = Bot(wiring.pipeline(settings), workers=1)
     try:
         payload_file = tmp_path / "opened.json"
         payload_file.write_text(json.dumps(pull_request(simple_repo, "opened")))

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.pipeline import Pipeline
+from bot import wiring
 from bot.retry import JITTER, MAX_BACKOFF_SECONDS, asked_wait, backoff
 from bot.slack.retry import WaitAsAsked
 
@@ -77,7 +77,7 @@ def slack_bot(settings, hosted, tmp_path, slack):  # noqa: F811
 
     def make(**update) -> Bot:
         door = slack_settings(settings, tmp_path, slack, slack_signing_secret=SecretStr(SIGNING_SECRET))
-        made.append(Bot(Pipeline(door.model_copy(update=update))))
+        made.append(Bot(wiring.pipeline(door.model_copy(update=update))))
         return made[-1]
 
     yield make

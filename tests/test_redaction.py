@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.pipeline import Pipeline
+from bot import wiring
 from bot.redact import Redactor, marker
 from bot.worker import Worker
 
@@ -165,7 +165,7 @@ def bot(settings, tmp_path, fake, slack):  # noqa: F811
             "lease_seconds": 0.6,  # a heartbeat every 0.2 s: the running log line reaches the doors
         }
     )
-    running = Bot(Pipeline(settings))
+    running = Bot(wiring.pipeline(settings))
     yield running
     running.stop()
 

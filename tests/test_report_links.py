@@ -7,8 +7,7 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from bot import report_links
-from bot.pipeline import Pipeline
+from bot import report_links, wiring
 from bot.request import RunRequest
 
 from .test_github_webhook import Bot
@@ -19,7 +18,7 @@ from .test_serve_summary import serving
 @pytest.fixture
 def served(settings, simple_repo):
     """A running bot with one comparison done (id 1) and linked at its own URL."""
-    bot = Bot(Pipeline(settings))
+    bot = Bot(wiring.pipeline(settings))
     bot.pipeline.settings.public_url = bot.url
     bot.pipeline.submit(RunRequest(repository=str(simple_repo), ref="better", base="main"))
     bot.drain()

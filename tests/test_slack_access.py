@@ -8,8 +8,8 @@ import time
 import pytest
 from pydantic import SecretStr
 
+from bot import wiring
 from bot.checkout import CodeCache
-from bot.pipeline import Pipeline
 from bot.store import Run
 from bot.store.models import SlackLink
 from bot.worker import Worker
@@ -49,7 +49,7 @@ def bot(settings, hosted, tmp_path, slack, github):  # noqa: F811
             "slack_open_repositories": {},
         }
     )
-    running = Bot(Pipeline(configured))
+    running = Bot(wiring.pipeline(configured))
     yield running
     running.stop()
 

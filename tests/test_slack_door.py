@@ -12,7 +12,7 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
-from bot.pipeline import Pipeline
+from bot import wiring
 from bot.store import Delivery, Run, RunState
 from bot.worker import Worker
 
@@ -61,9 +61,8 @@ def slack_settings(settings, tmp_path, slack: FakeSlack, **slack_auth):
 
 @pytest.fixture
 def bot(settings, hosted, tmp_path, slack):  # noqa: F811
-    running = Bot(
-        Pipeline(slack_settings(settings, tmp_path, slack, slack_signing_secret=SecretStr(SIGNING_SECRET)))
-    )
+    configured = slack_settings(settings, tmp_path, slack, slack_signing_secret=SecretStr(SIGNING_SECRET))
+    running = Bot(wiring.pipeline(configured))
     yield running
     running.stop()
 

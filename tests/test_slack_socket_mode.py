@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from bot.pipeline import Pipeline
+from bot import wiring
 from bot.store import RunState
 
 from .fakeslack import FakeSlack
@@ -43,7 +43,7 @@ def socket_mode(slack):
 def bot(settings, hosted, tmp_path, slack, socket_mode):  # noqa: F811
     # An app token and no signing secret: Socket Mode alone.
     settings = slack_settings(settings, tmp_path, slack, slack_app_token=SecretStr(slack.app_token))
-    running = Bot(Pipeline(settings))  # its lifespan opens the link before the server starts
+    running = Bot(wiring.pipeline(settings))  # its lifespan opens the link before the server starts
     yield running
     running.stop()
 
@@ -100,7 +100,7 @@ def test_a_wrong_app_token_stops_the_start_with_a_clear_error(settings, slack, s
         }
     )
     with pytest.raises(RuntimeError, match="did not start"):
-        Bot(Pipeline(settings))
+        Bot(wiring.pipeline(settings))
     logged = capfd.readouterr().err  # uvicorn's log of the failed startup
     assert "Slack refused TIERBOT_SLACK_APP_TOKEN for Socket Mode (invalid_auth)" in logged
 

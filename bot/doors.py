@@ -1,0 +1,62 @@
+"""Doors as plugins: all the worker knows of GitHub, Slack or any door to come.
+
+A door plugs into the core with a `DoorPlugin`: its name (the `source` of its recorded deliveries), the
+outbox channels it delivers (`Report.door`), and how to start it in a worker. A started door handles
+its deliveries and syncs its outbox channels; it makes its API clients when it starts, so a worker
+that never meets a door never imports its SDK. The composition root (`bot.wiring`) lists the doors.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from bot.events import Event
+
+if TYPE_CHECKING:
+    from bot.pipeline import Pipeline
+    from bot.store import Report
+
+Syncer = Callable[["Pipeline", "Report"], dict]  # brings a door's view up to date; the memo to keep
+
+
+class StartedDoor(Protocol):
+    syncers: dict[str, Syncer]  # outbox channel → its syncer
+
+    def handle(self, event: Event) -> str:
+        """Handle one recorded delivery; the outcome for its record."""
+
+
+@dataclass(frozen=True)
+class DoorPlugin:
+    name: str  # the source of its deliveries
+    channels: tuple[str, ...]  # the outbox channels it delivers
+    start: Callable[["Pipeline"], StartedDoor]
+
+
+class UnknownDoor(LookupError):
+    """A delivery or outbox entry of a door this installation does not plug in."""
+
+
+class Doors:
+    """One worker's doors, each started on first use."""
+
+    def __init__(self, pipeline: "Pipeline", plugins: tuple[DoorPlugin, ...]):
+        self.pipeline, self.plugins = pipeline, plugins
+        self._started: dict[str, StartedDoor] = {}
+
+    def handle(self, source: str, event: Event) -> str:
+        return self._door(self._plugin(lambda p: p.name == source, source)).handle(event)
+
+    def syncer(self, channel: str) -> Syncer:
+        return self._door(self._plugin(lambda p: channel in p.channels, channel)).syncers[channel]
+
+    def _plugin(self, wanted: Callable[[DoorPlugin], bool], what: str) -> DoorPlugin:
+        found = next((plugin for plugin in self.plugins if wanted(plugin)), None)
+        if found is None:
+            raise UnknownDoor(f"no door plugged in here handles {what!r}")
+        return found
+
+    def _door(self, plugin: DoorPlugin) -> StartedDoor:
+        if plugin.name not in self._started:
+            self._started[plugin.name] = plugin.start(self.pipeline)
+        return self._started[plugin.name]
