@@ -1,9 +1,10 @@
 """Doors as plugins: all the worker knows of GitHub, Slack or any door to come.
 
 A door plugs into the core with a `DoorPlugin`: its name (the `source` of its recorded deliveries), the
-outbox channels it delivers (`Report.door`), and how to start it in a worker. A started door handles
-its deliveries and syncs its outbox channels; it makes its API clients when it starts, so a worker
-that never meets a door never imports its SDK. The composition root (`bot.wiring`) lists the doors.
+outbox channels it delivers (`Report.door`), how to start it in a worker, and what it subscribes to. A
+started door handles its deliveries and syncs its outbox channels; it makes its API clients when it
+starts, so a worker that never meets a door never imports its SDK. The composition root (`bot.wiring`)
+lists the doors.
 """
 
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from bot.events import Event
 
 if TYPE_CHECKING:
     from bot.pipeline import Pipeline
+    from bot.request import RunRequest
+    from bot.settings import Settings
     from bot.store import Report
 
 Syncer = Callable[["Pipeline", "Report"], dict]  # brings a door's view up to date; the memo to keep
@@ -31,6 +34,9 @@ class DoorPlugin:
     name: str  # the source of its deliveries
     channels: tuple[str, ...]  # the outbox channels it delivers
     start: Callable[["Pipeline"], StartedDoor]
+    # More report targets for a request made at another door (Slack shows a repository's pull requests
+    # in its channel): the core asks every door before it queues or refuses anything.
+    subscribe: Callable[["Settings", "RunRequest"], list[dict]] | None = None
 
 
 class UnknownDoor(LookupError):

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import xxhash
 from sqlalchemy import case, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from bot.backends import mark_availability, untrusted_refusal
@@ -28,7 +27,8 @@ from bot.request import RunRequest
 from bot.runtext import ref_label
 from bot.settings import Settings
 from bot.spec import SPEC_FILE, Spec, parse_spec, spec_names
-from bot.store import Approval, Comparison, Database, Output, Run, RunState
+from bot.store import Comparison, Database, Output, Run, RunState
+from bot.store.approvals import Approvals
 from bot.store.deliveries import Deliveries
 from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON, SkippedOutput, utcnow
 from bot.store.queue import Queue
@@ -81,12 +81,14 @@ class Pipeline:
             self.db, self.tiers, settings.lease_seconds, settings.max_attempts, on_change=self.reports.touch
         )
         self.deliveries = Deliveries(self.db, settings.lease_seconds)
+        self.approvals = Approvals(self.db, self.queue)
 
     # -- submit ---------------------------------------------------------------------------------------
 
     def submit(self, request: RunRequest) -> Submission:
         """Validate everything the user could have got wrong, then queue it all at once (so a bad base
         leaves nothing queued). Raises TierbotError."""
+        request = self._subscribed(request)
         repo = request.repository
         sha = self.code.resolve(repo, request.ref)
         spec = self._spec_at(repo, sha, request.ref)
@@ -96,7 +98,7 @@ class Pipeline:
             base_spec = self._spec_at(repo, base_sha, request.base)
         role = "head" if request.base else "run"
         trusted = self._trusted(request, sha, tier)
-        waiting = not trusted and not self.approved(request.subject, sha)
+        waiting = not trusted and not self.approvals.approved(request.subject, sha)
         with self.db.session() as s:
             head = self._new_run(s, request, request.ref, sha, spec, tier, role, trusted, waiting)
             if not request.base:
@@ -107,6 +109,11 @@ class Pipeline:
         if submission.base is not None and submission.base.run_state.terminal:
             self.settle(submission.comparison.id)
         return submission
+
+    def _subscribed(self, request: RunRequest) -> RunRequest:
+        """The request with the report targets other doors subscribe to (`DoorPlugin.subscribe`)."""
+        more = [t for door in self.doors if door.subscribe for t in door.subscribe(self.settings, request)]
+        return request.model_copy(update={"report_to": request.report_to + more}) if more else request
 
     def _compare_with_baseline(
         self, s, request: RunRequest, head: Run, base_sha: str, base_spec: Spec, tier: Tier
@@ -134,6 +141,7 @@ class Pipeline:
         """A request that cannot start, recorded as a run that ended before it began: every door it
         reports to (a PR's check run and sticky comment) shows why, under the experiment's and tier's
         names as far as they can be known, so the push that fixes it reuses them."""
+        request = self._subscribed(request)
         name, tier = self._names_at(request.repository, sha, request.base)
         with self.db.session() as s:
             run = Run(
@@ -263,28 +271,6 @@ class Pipeline:
             trusted=run.trusted,
         )
         return self.submit(request)
-
-    # -- approvals (untrusted code) -------------------------------------------------------------------
-
-    def approved(self, subject: str | None, sha: str) -> bool:
-        with self.db.session() as s:
-            found = select(Approval.id).where(Approval.subject == subject, Approval.sha == sha)
-            return s.scalars(found).first() is not None
-
-    def has_run(self, subject: str, sha: str) -> bool:
-        """Whether this commit of the subject has run (a refused request did not)."""
-        with self.db.session() as s:
-            refused = Run.phase.in_([REFUSED, REFUSED_NEEDS_PERSON])
-            found = select(Run.id).where(Run.subject == subject, Run.sha == sha, ~refused)
-            return s.scalars(found.limit(1)).first() is not None
-
-    def approve(self, subject: str, sha: str, by: str) -> list[int]:
-        """Let this commit of the subject run (now and on reruns); queues its waiting runs, their ids."""
-        if not self.approved(subject, sha):
-            # IntegrityError: approved at the same moment elsewhere
-            with contextlib.suppress(IntegrityError), self.db.session() as s:
-                s.add(Approval(subject=subject, sha=sha, approved_by=by))
-        return self.queue.release(subject, sha)
 
     # -- settle ---------------------------------------------------------------------------------------
 

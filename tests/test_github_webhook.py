@@ -110,6 +110,7 @@ def pull_request(
         "number": number,
         "pull_request": {
             "url": f"https://api.github.com/repos/{full_name}/pulls/{number}",
+            "html_url": f"https://github.com/{full_name}/pull/{number}",
             "number": number,
             "state": "closed" if action == "closed" else "open",
             "draft": draft,
@@ -168,6 +169,7 @@ def test_opened_pull_request_queues_and_completes_a_comparison(bot, simple_repo)
                 "pull_request": 7,
                 "head_sha": head.sha,
                 "installation": 1001,
+                "url": "https://github.com/acme/models/pull/7",
                 "gating": True,
             }
         }

@@ -132,8 +132,7 @@ def answer(command: Command, who: Commenter) -> Answer:
 
 def experiment(who: Commenter, tier: str | None) -> Answer:
     try:
-        notify = who.pipeline.settings.slack_notify.get(who.repository)
-        submission = who.pipeline.submit(who.pull.request(who.installation, who.requester, tier, notify))
+        submission = who.pipeline.submit(who.pull.request(who.installation, who.requester, tier))
     except TierbotError as exc:
         return Answer(f"refused: {exc}", refusal=str(exc))
     head = submission.head
@@ -154,10 +153,10 @@ def approve(who: Commenter) -> Answer:
         return Answer(
             "nothing to approve", "Nothing to approve: this pull request's code is not from a fork."
         )
-    released = who.pipeline.approve(pull.subject, pull.head_sha, who.login)
+    released = who.pipeline.approvals.approve(pull.subject, pull.head_sha, who.login)
     if released:
         return Answer(f"approved {pull.head_sha[:7]}: queued runs {released}")
-    if who.pipeline.has_run(pull.subject, pull.head_sha):
+    if who.pipeline.approvals.has_run(pull.subject, pull.head_sha):
         return Answer(f"approved {pull.head_sha[:7]}; it has run already")
     return experiment(who, None)  # opened before tierbot saw it: run it now
 

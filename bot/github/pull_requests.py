@@ -62,10 +62,10 @@ class PullInfo:
         installation: int | None,
         requester: Requester,
         tier: str | None = None,
-        notify: str | None = None,
         base: str | None = None,
     ) -> RunRequest:
-        """Run the head against the base's merge base, reporting to this PR (and to a Slack channel).
+        """Run the head against the base's merge base, reporting to this PR (other doors subscribe to it:
+        `bot.doors`).
         Against another base it is not the PR's own run: it only mentions the PR (`gating: False`), under
         a check run name branch protection cannot require, never in the sticky comment, and it neither
         supersedes the PR's runs nor is superseded by them."""
@@ -75,21 +75,18 @@ class PullInfo:
             "pull_request": self.number,
             "head_sha": self.head_sha,
             "installation": installation,
+            "url": self.url,
             "gating": own,
         }
         if not own:
             target["versus"] = base
-        report_to: list[dict] = [{"github": target}]
-        if notify:
-            about = f"{self.repository}#{self.number}"
-            report_to.append({"slack": {"channel": notify, "pull_request": about, "pull_url": self.url}})
         return RunRequest(
             repository=self.repository,
             ref=self.head_sha,
             base=base or self.base_ref,
             tier=tier,
             requester=requester,
-            report_to=report_to,
+            report_to=[{"github": target}],
             subject=self.subject if own else None,
             trusted=not self.fork,
         )
@@ -106,8 +103,7 @@ def on_pull_request_update(event: Event, door: Door) -> str:
         return f"skipped: #{pull.number} is a draft (TIERBOT_GITHUB_RUN_DRAFTS runs drafts too)"
     superseded = door.pipeline.queue.cancel_subject(pull.subject, keep_sha=pull.head_sha)
     requester = Requester(name=pull.author, github_login=pull.author)
-    notify = door.pipeline.settings.slack_notify.get(pull.repository)
-    request = pull.request(installation_of(event), requester, notify=notify)
+    request = pull.request(installation_of(event), requester)
     try:
         submission = door.pipeline.submit(request)
     except TierbotError as exc:  # the PR says why (check run, sticky comment): nothing is silent

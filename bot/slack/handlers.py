@@ -21,6 +21,7 @@ from bot.slack import grammar
 from bot.slack.access import READ, WRITE, SlackAccess
 from bot.slack.grammar import SlackCommand
 from bot.slack.link import start_link
+from bot.slack.plugin import pull_request_message
 from bot.slack.reporter import post_reply
 from bot.slack.views import home_view, log_text, no_runs_text, run_line
 from bot.store import Run
@@ -107,7 +108,8 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
     pull = pull_request_of(asker.door, repository, command.branch)
     if pull is not None:  # the PR shows this run too, and the message links it
         installation, info = pull
-        request = info.request(installation, requester, command.tier, notify=asker.channel, base=command.base)
+        request = info.request(installation, requester, command.tier, base=command.base)
+        request.report_to.append(pull_request_message(asker.channel, request.report_to[0]["github"]))
     else:
         request = RunRequest(
             repository=repository,

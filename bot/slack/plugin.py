@@ -9,6 +9,8 @@ from bot.events import Event
 
 if TYPE_CHECKING:
     from bot.pipeline import Pipeline
+    from bot.request import RunRequest
+    from bot.settings import Settings
 
 
 class StartedSlack:
@@ -29,4 +31,22 @@ class StartedSlack:
         return self.dispatch(event, self.door)
 
 
-PLUGIN = DoorPlugin(name="slack", channels=("slack", "slack_reply", "slack_link"), start=StartedSlack)
+def pull_request_message(channel: str, pull: dict) -> dict:
+    """The report target of a run's message in `channel` about the pull request of a GitHub target."""
+    about = f"{pull['repository']}#{pull['pull_request']}"
+    return {"slack": {"channel": channel, "pull_request": about, "pull_url": pull.get("url")}}
+
+
+def subscribe(settings: "Settings", request: "RunRequest") -> list[dict]:
+    """A pull request's runs show in its repository's channel too (TIERBOT_SLACK_NOTIFY), unless they
+    are reported to Slack already (asked for there)."""
+    channel = settings.slack_notify.get(request.repository)
+    pulls = [target["github"] for target in request.report_to if "github" in target]
+    if channel is None or not pulls or any("slack" in target for target in request.report_to):
+        return []
+    return [pull_request_message(channel, pulls[0])]
+
+
+PLUGIN = DoorPlugin(
+    name="slack", channels=("slack", "slack_reply", "slack_link"), start=StartedSlack, subscribe=subscribe
+)
