@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bot.request import RunRequest
     from bot.settings import Settings
     from bot.store import Report
+    from bot.tiers import Requester
 
 Syncer = Callable[["Pipeline", "Report"], dict]  # brings a door's view up to date; the memo to keep
 
@@ -27,6 +28,26 @@ class StartedDoor(Protocol):
 
     def handle(self, event: Event) -> str:
         """Handle one recorded delivery; the outcome for its record."""
+
+
+class CodeHost(Protocol):
+    """What one door may ask of the door where code is hosted (GitHub), without knowing it: who may
+    do what to a repository, and which pull request a branch has."""
+
+    @property
+    def configured(self) -> bool:
+        """Whether it can be asked at all (credentials are set)."""
+
+    def role(self, repository: str, login: str) -> str | None:
+        """The login's role on the repository (read … admin), None for an outsider."""
+
+    def teams(self, repository: str, login: str, teams: set[str]) -> tuple[str, ...]:
+        """Which of these teams ("org/slug") the login is in."""
+
+    def pull_request_run(
+        self, repository: str, branch: str, requester: "Requester", tier: str | None, base: str | None
+    ) -> "RunRequest | None":
+        """The request that runs the branch's open pull request and reports to it, or None without one."""
 
 
 @dataclass(frozen=True)

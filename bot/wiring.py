@@ -2,15 +2,22 @@
 run it. The core imports no door (an import-linter contract in pyproject.toml holds it); this is where
 they meet."""
 
-from bot.doors import DoorPlugin
+from bot.doors import CodeHost, DoorPlugin
 from bot.github import plugin as github_plugin
 from bot.github.gitauth import git_credentials
 from bot.pipeline import Pipeline
 from bot.settings import Settings
 from bot.slack import plugin as slack_plugin
 
+
+def _github_host(pipeline: Pipeline) -> CodeHost:
+    from bot.github.host import GitHubHost  # PyGithub loads in a worker that starts Slack
+
+    return GitHubHost(pipeline)
+
+
 # Every door this installation has; each imports its SDK only when a worker starts it.
-DOORS: tuple[DoorPlugin, ...] = (github_plugin.PLUGIN, slack_plugin.PLUGIN)
+DOORS: tuple[DoorPlugin, ...] = (github_plugin.PLUGIN, slack_plugin.plugin(code_host=_github_host))
 
 
 def pipeline(settings: Settings) -> Pipeline:

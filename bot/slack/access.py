@@ -9,11 +9,10 @@ and set a channel's repository. Operators may open chosen repositories to the wh
 belong to the CLI on the bot's machine.
 """
 
-from github import GithubException
 from sqlalchemy import select
 
+from bot.doors import CodeHost
 from bot.errors import TierbotError
-from bot.github.client import GitHubApi
 from bot.pipeline import Pipeline
 from bot.request import is_owner_name
 from bot.store.models import SlackLink
@@ -29,7 +28,7 @@ class AccessDenied(TierbotError):
 class SlackAccess:
     """One Slack user's rights, for one delivery: each repository's role is asked of GitHub once."""
 
-    def __init__(self, pipeline: Pipeline, github: GitHubApi | None, slack_user: str):
+    def __init__(self, pipeline: Pipeline, github: CodeHost | None, slack_user: str):
         self.pipeline, self.github, self.user = pipeline, github, slack_user
         self.settings = pipeline.settings
         self._roles: dict[str, str | None] = {}
@@ -85,12 +84,6 @@ class SlackAccess:
 
     def _github_role(self, repository: str) -> str | None:
         login = self.login
-        if login is None or not self._github_ready() or not is_owner_name(repository):
+        if login is None or not self._github_ready():
             return None
-        try:
-            repo = self.github.repo(self.github.installation_for(repository), repository)
-        except GithubException as exc:
-            if exc.status == 404:  # not installed there, or no such repository: nobody's role
-                return None
-            raise
-        return self.github.role(repo, login)
+        return self.github.role(repository, login)

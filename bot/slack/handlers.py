@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from sqlalchemy import select
 
+from bot.doors import CodeHost
 from bot.errors import TierbotError
 from bot.events import Event
-from bot.github.client import GitHubApi
-from bot.github.pull_requests import PullInfo
 from bot.pipeline import Pipeline
 from bot.render.templates import slack_escaped
 from bot.request import RunRequest
@@ -38,7 +37,7 @@ RECENT_SCAN = 500  # recent runs searched for the user's
 class SlackDoor:
     pipeline: Pipeline
     client: WebClient
-    github: GitHubApi | None = None  # to find a branch's pull request, when GitHub is configured
+    github: CodeHost | None = None  # who may do what, and a branch's pull request (when configured)
 
 
 class Asker:
@@ -63,7 +62,7 @@ class Asker:
         login, github, teams = self.access.login, self.door.github, self.pipeline.tiers.github_teams()
         mine = ()
         if login and teams and github is not None and github.configured:
-            mine = github.teams_of(github.installation_for(repository), login, teams)
+            mine = github.teams(repository, login, teams)
         return Requester(
             name=self.name,
             slack_user=self.user,
@@ -105,10 +104,8 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
         )
     asker.access.require(repository, WRITE, "run experiments")
     requester = asker.requester(repository)
-    pull = pull_request_of(asker.door, repository, command.branch)
-    if pull is not None:  # the PR shows this run too, and the message links it
-        installation, info = pull
-        request = info.request(installation, requester, command.tier, base=command.base)
+    request = pull_request_run(asker.door, repository, command, requester)
+    if request is not None:  # the PR shows this run too, and the message links it
         request.report_to.append(pull_request_message(asker.channel, request.report_to[0]["github"]))
     else:
         request = RunRequest(
@@ -123,19 +120,17 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
     return f"queued run {submission.head.id}"
 
 
-def pull_request_of(door: SlackDoor, repository: str, branch: str | None) -> tuple | None:
-    """(installation, PullInfo) of the branch's open pull request, if GitHub is configured and it has one."""
-    if branch is None or door.github is None or not door.github.configured or "/" not in repository:
+def pull_request_run(door: SlackDoor, repository: str, command: SlackCommand, requester: Requester):
+    """The request that runs the branch's open pull request (when the code host is configured and the
+    branch has one), else None."""
+    github, branch = door.github, command.branch
+    if branch is None or github is None or not github.configured:
         return None
     try:
-        found = door.github.open_pull(repository, branch)
+        return github.pull_request_run(repository, branch, requester, command.tier, command.base)
     except Exception as exc:  # GitHub unreachable: the run goes ahead, just without the PR
         log.warning("could not look up the pull request of %s:%s: %s", repository, branch, exc)
         return None
-    if found is None:
-        return None
-    installation, pull = found
-    return installation, PullInfo.from_api(repository, pull)
 
 
 def status(command: SlackCommand, asker: Asker) -> str:

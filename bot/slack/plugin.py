@@ -1,10 +1,12 @@
 """The Slack door as a plugin (`bot.doors`): commands, clicks and App Home events in; run messages,
-private replies and account links out, through one Web API client per worker. slack_sdk (and PyGithub,
-which answers who may do what) load when a worker starts the door, not before."""
+private replies and account links out, through one Web API client per worker (slack_sdk loads when a
+worker starts the door). Who may do what, and a branch's pull request, it asks of the code host
+(`bot.doors.CodeHost`) it is plugged in with."""
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.doors import DoorPlugin
+from bot.doors import CodeHost, DoorPlugin
 from bot.events import Event
 
 if TYPE_CHECKING:
@@ -14,15 +16,14 @@ if TYPE_CHECKING:
 
 
 class StartedSlack:
-    def __init__(self, pipeline: "Pipeline"):
-        from bot.github.client import GitHubApi
+    def __init__(self, pipeline: "Pipeline", code_host: "Callable[[Pipeline], CodeHost]"):
         from bot.slack.bolt import web_client
         from bot.slack.handlers import SlackDoor, dispatch
         from bot.slack.link import poll_link
         from bot.slack.reporter import SlackReporter
 
         client = web_client(pipeline.settings, pipeline.redactor)
-        self.door = SlackDoor(pipeline, client, GitHubApi(pipeline.settings, pipeline.redactor))
+        self.door = SlackDoor(pipeline, client, code_host(pipeline))
         self.dispatch = dispatch
         reporter = SlackReporter(client)
         self.syncers = {"slack": reporter.sync, "slack_reply": reporter.reply, "slack_link": poll_link}
@@ -47,6 +48,11 @@ def subscribe(settings: "Settings", request: "RunRequest") -> list[dict]:
     return [pull_request_message(channel, pulls[0])]
 
 
-PLUGIN = DoorPlugin(
-    name="slack", channels=("slack", "slack_reply", "slack_link"), start=StartedSlack, subscribe=subscribe
-)
+def plugin(code_host: "Callable[[Pipeline], CodeHost]") -> DoorPlugin:
+    """The Slack door, asking `code_host` (GitHub's, in `bot.wiring`) who may do what."""
+    return DoorPlugin(
+        name="slack",
+        channels=("slack", "slack_reply", "slack_link"),
+        start=lambda pipeline: StartedSlack(pipeline, code_host),
+        subscribe=subscribe,
+    )
