@@ -24,7 +24,7 @@ from bot.errors import TierbotError
 from bot.pipeline import Pipeline, Submission
 from bot.progress import execute_and_watch
 from bot.render.templates import clip, term_lines, term_text
-from bot.report import render_terminal
+from bot.render.terminal import render_terminal
 from bot.request import RunRequest
 from bot.settings import Settings
 from bot.spec import spec_schema

@@ -24,8 +24,10 @@ from bot.compare.files import kind_by_name
 from bot.errors import TierbotError
 from bot.manifest import FileEntry, Manifest
 from bot.outputs import file_hash, manifest_of
+from bot.render.html import render_html
 from bot.render.templates import term_text
-from bot.report import ReportContext, render_html, render_terminal
+from bot.render.terminal import render_terminal
+from bot.render.view import ReportContext
 from bot.spec import CompareConfig, CompareSection, load_compare_config
 
 EXIT_FAIL = 1  # the verdict is fail (as `tierbot compare`)

@@ -16,7 +16,7 @@ from rich.console import Console
 from bot.compare import Comparison as Result
 from bot.pipeline import Pipeline
 from bot.progress import execute_and_watch
-from bot.report import render_terminal
+from bot.render.terminal import render_terminal
 from bot.request import RunRequest
 from bot.resources import resource_dir
 

@@ -21,7 +21,8 @@ from bot.errors import RunNotFound, TierbotError, TierUnavailable
 from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.outputs import BlobStore
 from bot.redact import Redactor, redactor_for
-from bot.report import ReportContext, render_html
+from bot.render.html import render_html
+from bot.render.view import ReportContext
 from bot.report_links import report_url
 from bot.request import RunRequest
 from bot.runtext import ref_label

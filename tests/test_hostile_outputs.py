@@ -17,7 +17,10 @@ from sqlalchemy import select
 
 from bot.compare import Comparison, FileChange, FileProblem, TextDiff, compare_outputs
 from bot.outputs import manifest_of
-from bot.report import render_html, render_markdown, render_slack, render_terminal
+from bot.render.html import render_html
+from bot.render.markdown import render_markdown
+from bot.render.slack import render_slack
+from bot.render.terminal import render_terminal
 from bot.spec import CompareSection
 from bot.store import Comparison as Stored
 

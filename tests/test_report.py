@@ -31,14 +31,10 @@ from bot.compare.model import (
     TableDiff,
 )
 from bot.manifest import FileEntry, Manifest
-from bot.report import (
-    GITHUB_CHECK_SUMMARY_LIMIT,
-    GITHUB_COMMENT_LIMIT,
-    ReportContext,
-    render_html,
-    render_markdown,
-    render_terminal,
-)
+from bot.render.html import render_html
+from bot.render.markdown import GITHUB_CHECK_SUMMARY_LIMIT, GITHUB_COMMENT_LIMIT, render_markdown
+from bot.render.terminal import render_terminal
+from bot.render.view import ReportContext
 from bot.spec import CompareSection
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -743,7 +739,7 @@ def write_outputs(root: Path, files: dict[str, str | bytes]) -> Manifest:
 
 def test_what_the_engine_produces_renders_in_every_format(tmp_path):
     """Not a golden file: the engines deepen on their own; this only proves they and the renderers agree."""
-    from bot.report import render_slack
+    from bot.render.slack import render_slack
 
     spec = CompareSection.model_validate({"metrics": [{"file": "metrics.json", "metrics": {"acc": {}}}]})
     base = {"metrics.json": json.dumps({"acc": 0.9}), "log.txt": "a\nb\n", "cfg.json": '{"a": 1}'}

@@ -11,7 +11,7 @@ import pytest
 
 from bot.compare import Comparison
 from bot.compare.model import FileProblem
-from bot.report import SLACK_MAX_BLOCKS, SLACK_MAX_HEADER, SLACK_MAX_TEXT, render_slack
+from bot.render.slack import SLACK_MAX_BLOCKS, SLACK_MAX_HEADER, SLACK_MAX_TEXT, render_slack
 from tests.test_report import (
     CONTEXT,
     NASTY,

@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.compare import Comparison as Result
+from bot.render.markdown import GITHUB_CHECK_SUMMARY_LIMIT, GITHUB_COMMENT_LIMIT, render_markdown
 from bot.render.templates import md_code, template
-from bot.report import ReportContext, render_markdown
+from bot.render.view import ReportContext
 from bot.runtext import progress, refusal
 from bot.store import Comparison, Run, RunState
 from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON
 
-COMMENT_LIMIT = 65_536
-CHECK_SUMMARY_LIMIT = 65_535
 _ROOM = 1_000  # for the comment's header, banner and footer around the comparison
 CONCLUSIONS = {"pass": "success", "changed": "neutral", "fail": "failure"}
 RERUN = {"label": "Rerun", "description": "Run this experiment again", "identifier": "rerun"}
@@ -91,13 +90,13 @@ def check_view(
         return CheckView(status="in_progress", title=title, summary=title)
     if comparison is not None and comparison.state == "done":
         result = Result.model_validate(comparison.result)
-        summary = _fitting_markdown(result, ctx, CHECK_SUMMARY_LIMIT)
+        summary = _fitting_markdown(result, ctx, GITHUB_CHECK_SUMMARY_LIMIT)
         title = f"{comparison.verdict.upper()}: " + "; ".join(result.reasons)
         return CheckView("completed", title[:200], summary, CONCLUSIONS[comparison.verdict], [RERUN])
     conclusion, shown = _ended_without_comparison(run, comparison)
     refused = run.phase in (REFUSED, REFUSED_NEEDS_PERSON)
     actions = [] if refused else [RERUN]  # a refused commit is refused again: the fix is a new push
-    summary = _state(run, shown).encode()[:CHECK_SUMMARY_LIMIT].decode(errors="ignore")
+    summary = _state(run, shown).encode()[:GITHUB_CHECK_SUMMARY_LIMIT].decode(errors="ignore")
     return CheckView("completed", shown["title"][:200], summary, conclusion, actions)
 
 
@@ -122,7 +121,7 @@ def sticky_body(
         body = f"**{title}** for {run.sha[:7]}.{how}"
     elif comparison is not None and comparison.state == "done":
         result = Result.model_validate(comparison.result)
-        body = _fitting_markdown(result, ctx, COMMENT_LIMIT - _ROOM)
+        body = _fitting_markdown(result, ctx, GITHUB_COMMENT_LIMIT - _ROOM)
     else:
         body = _state(run, _ended_without_comparison(run, comparison)[1])
     return render(

@@ -3,5 +3,5 @@
 All four come from the same `Comparison` through Jinja2 templates in `templates/`. This package only
 prepares plain data for them (`view`), escapes user data per format (`templates`), and decides what fits
 where a format has limits: GitHub's comment and check-summary sizes (`markdown`), Slack's blocks and text
-lengths (`slack`). `bot.report` is the stable entry point the doors import.
+lengths (`slack`).
 """

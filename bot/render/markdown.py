@@ -32,7 +32,6 @@ from bot.render.view import (
 
 GITHUB_COMMENT_LIMIT = 65_536  # characters of an issue or pull-request comment
 GITHUB_CHECK_SUMMARY_LIMIT = 65_535  # characters of a check run's output.summary
-GITHUB_LIMIT = GITHUB_COMMENT_LIMIT  # the name before check runs had their own
 
 
 def _fold_files(view: View, files: list[FileChange], keep: int | None, failing: set[str]) -> View:

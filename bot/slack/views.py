@@ -7,7 +7,7 @@ from datetime import datetime
 from bot.compare import Comparison as Result
 from bot.render.slack import SLACK_MAX_BLOCKS, render_slack
 from bot.render.templates import template
-from bot.report import ReportContext
+from bot.render.view import ReportContext
 from bot.runtext import progress, ref_label
 from bot.slack.grammar import USAGE
 from bot.store import Comparison, Run, RunState

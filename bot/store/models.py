@@ -201,7 +201,7 @@ class Report(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # None for a one-off message that belongs to no run (a reply to a PR command)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    door: Mapped[str] = mapped_column(String(20))  # github | github_reply
+    door: Mapped[str] = mapped_column(String(20))  # the outbox channel, of a door (`bot.doors`)
     target: Mapped[dict] = mapped_column(JSON)  # the door's address: repository, pull request, head sha...
     memo: Mapped[dict] = mapped_column(JSON, default=dict)  # what the door remembers: check run id, ...
     version: Mapped[int] = mapped_column(Integer, default=1)
