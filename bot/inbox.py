@@ -3,10 +3,10 @@
 A commit waits for the disk (SQLite fsyncs its WAL on every commit), so what an answer costs is mostly
 its share of a commit: the more deliveries a transaction holds, the cheaper each. A request takes a few
 turns of the loop to reach `record` once its bytes arrive, so the batch is written only when a turn
-brings no new delivery (or after `MAX_TURNS` turns, or at `MAX_BATCH`): under load that gathered about
-9 deliveries a commit instead of 6, and tierbot's throughput went from 0.65× to 0.75–0.8× a bare app's.
-Measured and dropped: committing in a thread of its own (the loop is free during the fsync, but the
-thread's hand-offs and its fight for the GIL cost more; throughput 0.58×).
+brings no new delivery (or after `MAX_TURNS` turns, or at `MAX_BATCH`): under load that gathers more
+deliveries a commit. Committing in a thread of its own was measured and dropped: the loop is free during
+the fsync, but the thread's hand-offs and its fight for the GIL cost more. `benchmarks/webhook_ack.py`
+measures both against a bare app.
 
 A request is answered only once its delivery is committed, so an answered delivery is never lost."""
 

@@ -77,7 +77,7 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
         # Opening and closing the websocket block for seconds: not on the event loop.
         socket_mode = await asyncio.to_thread(_socket_mode, pipeline, bolt) if bolt is not None else None
         # Everything alive now (the libraries, the app) lives as long as the server: left to the
-        # collector, a full collection walks it all, an 80 ms stall every few thousand requests. Garbage
+        # collector, a full collection walks it all, a long stall every few thousand requests. Garbage
         # goes first, so none is kept for good; the objects go back to the collector when the app stops.
         gc.collect()
         gc.freeze()
@@ -139,7 +139,7 @@ def create_app(pipeline: Pipeline, workers: int = 1) -> FastAPI:
             return answer("queued", 202, delivery=delivery)
 
     # Both webhooks read their signed raw bodies themselves: plain Starlette routes. FastAPI's dependency
-    # solving and validation do nothing for them, and cost ~20 µs of an answer's ~90 (in-process).
+    # solving and validation do nothing for them, and cost a fifth of an answer (benchmarks/webhook_ack.py).
     app.add_route("/github/webhook", github_webhook, methods=["POST"])
     if settings.slack_signing_secret is not None:  # HTTP mode; Socket Mode alone needs no public route
         app.add_route("/slack/events", slack_events, methods=["POST"])

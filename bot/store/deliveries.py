@@ -117,10 +117,10 @@ def _insert_sqlite(driver, statement: str, rows: list) -> set[str]:
     """Run the insert (a transaction of its own: the connection is in autocommit mode, see `bot.store.db`);
     the ids it inserted.
 
-    A checkpoint (copying the WAL into the database, two fsyncs) takes 3-5 ms that every request in flight
-    would wait for: it was all of the answers' worst stalls. So this insert leaves checkpoints to the other
-    commits (workers', at SQLite's usual 1,000 pages), unless the WAL grows ten times past that because
-    nothing else writes."""
+    A checkpoint (copying the WAL into the database, two fsyncs) takes milliseconds that every request in
+    flight would wait for: it was all of the answers' worst stalls (`benchmarks/webhook_ack.py`). So this
+    insert leaves checkpoints to the other commits (workers', at SQLite's usual 1,000 pages), unless the
+    WAL grows ten times past that because nothing else writes."""
     cursor = driver.cursor()
     cursor.execute(f"PRAGMA wal_autocheckpoint = {10 * CHECKPOINT_PAGES}")
     try:
@@ -136,7 +136,7 @@ def _insert_postgres(driver, statement: str, rows: list) -> set[str]:
     In autocommit the statement is one round trip, where a transaction takes three (BEGIN, INSERT,
     COMMIT) with the event loop waiting on each. A raw cursor takes PostgreSQL's own `$n` marks, where
     psycopg rewrites `%s` with a regular expression on every call once a statement has over 50 parameters
-    (a batch of 9 deliveries has 72): 400 → 130 µs of CPU a batch."""
+    (a batch of 9 deliveries has 72), which costs more CPU than the insert itself."""
     from psycopg import RawCursor
 
     driver.autocommit = True
