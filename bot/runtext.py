@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from bot.store import Run, RunState
+from bot.store import Comparison, Run, RunState
 from bot.store.models import REFUSED_NEEDS_PERSON
 from bot.units import format_duration
 
@@ -29,15 +29,24 @@ def approval_needed(run: Run) -> str:
 
 
 def progress(run: Run, now: datetime, position: int) -> tuple[str, str]:
-    """(title, detail) of a run that has not ended."""
+    """(title, what the reader must do) of a run that has not ended; each door shows a running run's last
+    log line its own way, escaped for it."""
     if run.state == RunState.waiting:
         return "Waiting for approval", approval_needed(run)
     if run.state == RunState.queued:
         return f"Queued: #{position} on tier {run.tier}", ""
     elapsed = format_duration((now - run.started_at).total_seconds()) if run.started_at else ""
-    detail = f"`{run.last_log_line.strip()[:200]}`" if run.last_log_line and run.last_log_line.strip() else ""
     doing = PHASES.get(run.phase, f"Running ({run.phase})")
-    return f"{doing} for {elapsed} on tier {run.tier}", detail
+    return f"{doing} for {elapsed} on tier {run.tier}", ""
+
+
+def waiting_for_baseline(comparison: Comparison) -> str:
+    return f"Comparing: waiting for the baseline run {comparison.base_run_id}"
+
+
+def ended_without_outputs(run: Run) -> str:
+    """The title of a run that failed, timed out or was cancelled."""
+    return f"The experiment {run.state}: {run.reason}"
 
 
 def refusal(run: Run) -> tuple[str, str]:

@@ -10,7 +10,7 @@ from bot.compare import Comparison as Result
 from bot.render.markdown import GITHUB_CHECK_SUMMARY_LIMIT, GITHUB_COMMENT_LIMIT, render_markdown
 from bot.render.templates import md_code, template
 from bot.render.view import ReportContext
-from bot.runtext import progress, refusal
+from bot.runtext import ended_without_outputs, progress, refusal, waiting_for_baseline
 from bot.store import Comparison, Run, RunState
 from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON
 
@@ -57,7 +57,7 @@ def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[
         return conclusion, {"title": title, "reason": run.reason, "advice": advice}
     if run.state != RunState.succeeded:
         conclusion = {"timed_out": "timed_out", "cancelled": "cancelled"}.get(run.state, "failure")
-        return conclusion, {"title": f"The experiment {run.state}: {run.reason}"}
+        return conclusion, {"title": ended_without_outputs(run)}
     reason = comparison.reason if comparison is not None else "no baseline to compare against"
     return "neutral", {"title": "No comparison", "detail": reason}
 
@@ -82,11 +82,11 @@ def check_view(
         title, detail = progress(run, now, position)
         return CheckView("completed", title, detail, "action_required")
     if not run.run_state.terminal:
-        title, _ = progress(run, now, position)  # its detail is the last log line, quoted by hand
+        title, _ = progress(run, now, position)
         status = "queued" if run.state == RunState.queued else "in_progress"
         return CheckView(status=status, title=title, summary=_last_line(run) or title)
     if comparison is not None and comparison.state == "pending":
-        title = f"Comparing: waiting for the baseline run {comparison.base_run_id}"
+        title = waiting_for_baseline(comparison)
         return CheckView(status="in_progress", title=title, summary=title)
     if comparison is not None and comparison.state == "done":
         result = Result.model_validate(comparison.result)
@@ -113,7 +113,7 @@ def sticky_body(
     banner = ""
     if not run.run_state.terminal or (comparison is not None and comparison.state == "pending"):
         title, detail = progress(run, now, position) if not run.run_state.terminal else ("Comparing", "")
-        how = f" {detail}" if run.state == RunState.waiting else ""  # what the reader must do
+        how = f" {detail}" if detail else ""  # what the reader must do
         if previous and described_sha(previous) not in (None, run.sha):
             shown = described_sha(previous)[:7]
             banner = f"{title} for {run.sha[:7]}; the comparison below is for {shown}.{how}"

@@ -8,7 +8,7 @@ from bot.compare import Comparison as Result
 from bot.render.slack import SLACK_MAX_BLOCKS, render_slack
 from bot.render.templates import template
 from bot.render.view import ReportContext
-from bot.runtext import progress, ref_label
+from bot.runtext import ended_without_outputs, progress, ref_label, waiting_for_baseline
 from bot.slack.grammar import USAGE
 from bot.store import Comparison, Run, RunState
 from bot.tiers import TierSet
@@ -60,12 +60,11 @@ def run_message(
 def state_text(run: Run, comparison: Comparison | None, now: datetime, position: int) -> tuple[str, str]:
     """(title, detail); the running run's last log line is shown apart, as code."""
     if not run.run_state.terminal:
-        title, detail = progress(run, now, position)
-        return title, detail if run.state == RunState.waiting else ""
+        return progress(run, now, position)
     if comparison is not None and comparison.state == "pending":
-        return f"Comparing: waiting for the baseline run {comparison.base_run_id}", ""
+        return waiting_for_baseline(comparison), ""
     if run.state != RunState.succeeded:
-        return f"The experiment {run.state}: {run.reason}", ""
+        return ended_without_outputs(run), ""
     if comparison is not None and comparison.state == "failed":
         return "No comparison", comparison.reason or ""
     return f"Succeeded: {run.reason}", ""
