@@ -20,7 +20,7 @@ from github import (
     RateLimitExceededException,
 )
 
-from .fakegithub import FakeGitHub
+from .fakes.fakegithub import FakeGitHub
 
 REPO = "acme/models"
 HEAD = "a1" * 20

@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry import RateLimitErrorRetryHandler, default_retry_handlers
 from slack_sdk.webhook import WebhookClient
 
-from .fakeslack import FakeSlack
+from .fakes.fakeslack import FakeSlack
 
 CHANNEL = "C0RUNS"
 

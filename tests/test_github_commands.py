@@ -11,7 +11,7 @@ from bot.store import RunState
 from bot.worker import Worker
 
 from .conftest import SIMPLE_SPEC
-from .fakegithub import FakeGitHub
+from .fakes.fakegithub import FakeGitHub
 from .test_github_reporting import REPO, make_bot, open_pull, settle
 from .test_github_webhook import hosted, pull_request, sha_of  # noqa: F401  (hosted: fixture)
 from .test_pr_refusals import push_branch

@@ -17,7 +17,7 @@ from bot.store import Delivery, Report, RunState
 from bot.worker import Worker
 
 from .conftest import GitRepo
-from .fakegithub import FakeGitHub
+from .fakes.fakegithub import FakeGitHub
 from .test_github_webhook import SECRET, Bot, hosted, pull_request, sha_of  # noqa: F401  (hosted: fixture)
 
 REPO = "acme/models"

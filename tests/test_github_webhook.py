@@ -24,7 +24,7 @@ from bot.store import Delivery, Run, RunState
 from bot.worker import Worker
 
 from .conftest import GitRepo
-from .loopback import Loopback
+from .fakes.loopback import Loopback
 
 SECRET = "s3cret-current"
 OLD_SECRET = "s3cret-previous"

@@ -25,7 +25,7 @@ from bot.spec import CompareSection
 from bot.store import Comparison as Stored
 
 from .conftest import SIMPLE_SPEC, GitRepo, write_tree
-from .fakegithub import FakeGitHub
+from .fakes.fakegithub import FakeGitHub
 from .test_github_reporting import REPO, fake, make_bot, open_pull, settle  # noqa: F401  (fake: fixture)
 from .test_github_webhook import pull_request, sha_of
 from .test_report import CONTEXT, check_golden

@@ -16,8 +16,8 @@ from bot.store import RunState
 from bot.worker import Worker
 
 from .conftest import SIMPLE_SCRIPT, SIMPLE_SPEC, GitRepo
-from .fakegithub import FakeGitHub
-from .fakeslack import FakeSlack
+from .fakes.fakegithub import FakeGitHub
+from .fakes.fakeslack import FakeSlack
 from .test_cli import cli_env, tierbot  # noqa: F401  (fixtures)
 from .test_github_commands import comment, ours, replies
 from .test_github_reporting import REPO, fake, open_pull, settle  # noqa: F401  (fake: fixture)

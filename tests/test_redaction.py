@@ -14,8 +14,8 @@ from bot.redact import Redactor, marker
 from bot.worker import Worker
 
 from .conftest import GitRepo
-from .fakegithub import FakeGitHub
-from .fakeslack import FakeSlack
+from .fakes.fakegithub import FakeGitHub
+from .fakes.fakeslack import FakeSlack
 from .test_github_reporting import REPO, fake, settle  # noqa: F401  (fake: fixture)
 from .test_github_webhook import SECRET, Bot, pull_request, sha_of
 from .test_slack_door import SIGNING_SECRET, click, command

@@ -14,8 +14,8 @@ from bot.store import Run
 from bot.store.models import SlackLink
 from bot.worker import Worker
 
-from .fakegithub import FakeGitHub
-from .fakegithub_device import authorize
+from .fakes.fakegithub import FakeGitHub
+from .fakes.fakegithub_device import authorize
 from .test_github_reporting import settle
 from .test_github_webhook import SECRET, Bot, count, hosted, pull_request, sha_of  # noqa: F401  (hosted: fixture)
 from .test_slack_door import SIGNING_SECRET, click, command, said, slack, slack_settings  # noqa: F401

@@ -17,8 +17,8 @@ from bot.store import Delivery, Run, RunState
 from bot.worker import Worker
 
 from .conftest import SIMPLE_SPEC
-from .fakegithub import FakeGitHub
-from .fakeslack import FakeSlack
+from .fakes.fakegithub import FakeGitHub
+from .fakes.fakeslack import FakeSlack
 from .test_github_reporting import settle
 from .test_github_webhook import SECRET, Bot, count, hosted, pull_request, sha_of  # noqa: F401  (hosted: fixture)
 

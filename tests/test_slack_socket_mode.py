@@ -17,8 +17,8 @@ from websockets.sync.client import connect
 from bot import wiring
 from bot.store import RunState
 
-from .fakeslack import FakeSlack
-from .fakeslack_socket import FakeSocketMode
+from .fakes.fakeslack import FakeSlack
+from .fakes.fakeslack_socket import FakeSocketMode
 from .test_github_reporting import settle
 from .test_github_webhook import Bot, hosted  # noqa: F401  (hosted: fixture)
 from .test_slack_door import CHANNEL, block_actions, posted_cancel_button, slack_settings
