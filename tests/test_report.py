@@ -690,6 +690,10 @@ def terminal_text(comparison: Comparison, ctx: ReportContext = CONTEXT) -> str:
     return console.export_text()
 
 
+def test_terminal_golden(representative):
+    check_golden("comparison.term.txt", terminal_text(representative))
+
+
 def test_terminal_shows_verdict_files_and_metrics(representative):
     text = terminal_text(representative)
     assert text.startswith("✖ FAIL metric test.accuracy in metrics.json got worse by 0.018")
