@@ -8,9 +8,9 @@ its own under `sandbox_dir`; the data dir is root's alone (0700, see `bot.harden
 not run as root it cannot switch users, and untrusted code is refused on local tiers.
 
 A workspace is two directories, both the sandbox user's while the command runs:
-- `run-ID-XXXX`: a copy of the checkout without `.git` (whose alternates and remote name the bot's
+- `run-<run id>-<random>`: a copy of the checkout without `.git` (whose alternates and remote name the bot's
   mirror), the command's working directory, where outputs are collected from afterwards;
-- `run-ID-XXXX.scratch`: HOME, TMPDIR and the run's own venv (never shared, see `bot.backends.venv`).
+- the same name + `.scratch`: HOME, TMPDIR and the run's own venv (never shared, see `bot.backends.venv`).
 
 After the command (its whole process group is gone by then), the workspace is locked, root's and 0700,
 before the worker reads it: a daemon that left the group can no longer reach it by path. (One that kept
