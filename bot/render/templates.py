@@ -48,22 +48,27 @@ def shown_lines(text: str) -> str:
     return shown(text.replace("\r\n", "\n"))
 
 
+def _one_line(text: str) -> str:
+    """Line breaks shown as `↵`, control characters as symbols."""
+    return shown(_NEWLINES.sub("↵", text))
+
+
 def visible(value: object) -> str:
     """One line: line breaks inside a value shown as `↵`, tabs as spaces, so they cannot break markup."""
-    return shown(_NEWLINES.sub("↵", str(value)).replace("\t", " "))
+    return _one_line(str(value).replace("\t", " "))
 
 
 def _html_value(value: object) -> object:
     """Every value the HTML flavour prints, before autoescaping: one line, control characters shown.
     Markup (a rendered macro, `|safe`) is already built from such values and passes as it is."""
     if isinstance(value, str) and not isinstance(value, Markup):
-        return shown(_NEWLINES.sub("↵", value))
+        return _one_line(value)
     return value
 
 
 def term_text(value: object) -> str:
     """Text in rich markup: `[` cannot open a style, nothing can reach the terminal as a control code."""
-    return rich_escape(shown(_NEWLINES.sub("↵", str(value))))
+    return rich_escape(_one_line(str(value)))
 
 
 def term_lines(value: object) -> str:

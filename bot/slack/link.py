@@ -14,7 +14,7 @@ from bot.errors import TierbotError
 from bot.pipeline import Pipeline
 from bot.render.templates import slack_code, slack_escaped
 from bot.settings import Settings
-from bot.slack.reporter import post_reply
+from bot.slack.reporter import address, post_reply
 from bot.store import Report
 from bot.store.models import SlackLink
 from bot.store.reports import NotYet
@@ -41,7 +41,7 @@ def start_link(pipeline: Pipeline, to: dict) -> str:
         "interval": int(grant.get("interval", 5)),
         "expires_at": time.time() + int(grant.get("expires_in", 900)),
     }
-    pipeline.reports.post("slack_link", {k: to.get(k) for k in ("user", "channel", "response_url")} | polling)
+    pipeline.reports.post("slack_link", address(to) | polling)
     return post_reply(
         pipeline,
         to,

@@ -9,12 +9,15 @@ from bot.store import Report
 from bot.store.models import utcnow
 
 
+def address(to: dict) -> dict:
+    """Where a private answer goes: the command's `response_url`, else the user in the channel."""
+    return {k: to.get(k) for k in ("response_url", "channel", "user")}
+
+
 def post_reply(pipeline: Pipeline, to: dict, text: str, public: bool = False) -> str:
-    """Queue a reply to the person `to` names (`response_url`, `channel`, `user`); returns the text."""
+    """Queue a reply to the person `to` names (`address`); returns the text."""
     message = {"text": text, "response_type": "in_channel" if public else "ephemeral"}
-    pipeline.reports.post(
-        "slack_reply", {k: to.get(k) for k in ("response_url", "channel", "user")} | message
-    )
+    pipeline.reports.post("slack_reply", address(to) | message)
     return text
 
 
