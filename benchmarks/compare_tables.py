@@ -97,7 +97,7 @@ def task_join_floor(base: Path, head: Path, fmt: str, args: argparse.Namespace) 
 
 
 def task_tierbot(base: Path, head: Path, fmt: str, args: argparse.Namespace) -> dict:
-    from bot.cli_diff import outputs_of
+    from bot.cli.diff import outputs_of
     from bot.compare import Options, compare_outputs
     from bot.spec import CompareSection
 

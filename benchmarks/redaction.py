@@ -30,10 +30,14 @@ def make_log(size: int, seed: int = 0) -> str:
         if rng.random() < 0.0005:
             line = rng.choice(SECRETS)
         else:
-            line = " ".join(
-                f"{rng.choice(words)}={rng.random():.6f}" if rng.random() < 0.6 else rng.choice(words)
-                for _ in range(rng.randint(4, 12))
-            ) + " " + "".join(rng.choices(string.ascii_letters, k=rng.randint(0, 20)))
+            line = (
+                " ".join(
+                    f"{rng.choice(words)}={rng.random():.6f}" if rng.random() < 0.6 else rng.choice(words)
+                    for _ in range(rng.randint(4, 12))
+                )
+                + " "
+                + "".join(rng.choices(string.ascii_letters, k=rng.randint(0, 20)))
+            )
         lines.append(line)
         total += len(line) + 1
     return "\n".join(lines)
@@ -85,6 +89,7 @@ def main() -> None:
         best, median = min(times), statistics.median(times)
         print(f"{name:>15}: best {best:.3f} s, median {median:.3f} s (target ≤ 0.2 s)")
     print("(line by line is a trickle of output: one call a line, its cost spread over the run)")
+
 
 if __name__ == "__main__":
     main()

@@ -1,13 +1,14 @@
 """Doors as plugins: all the worker knows of GitHub, Slack or any door to come.
 
 A door plugs into the core with a `DoorPlugin`: its name (the `source` of its recorded deliveries), the
-outbox channels it delivers (`Report.door`), how to start it in a worker, and what it subscribes to. A
-started door handles its deliveries and syncs its outbox channels; it makes its API clients when it
-starts, so a worker that never meets a door never imports its SDK. The composition root (`bot.wiring`)
-lists the doors.
+outbox channels it delivers (`Report.outbox`), how to start it in a worker, its routes on the HTTP server,
+and what it subscribes to. A started door handles its deliveries and syncs its outbox channels; it makes
+its API clients when it starts, so a worker that never meets a door never imports its SDK. The
+composition root (`bot.wiring`) lists the doors.
 """
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from bot.request import RunRequest
     from bot.settings import Settings
     from bot.store import Report
+    from bot.store.deliveries import Item
+    from bot.targets import Target
     from bot.tiers import Requester
 
 Syncer = Callable[["Pipeline", "Report"], dict]  # brings a door's view up to date; the memo to keep
@@ -50,14 +53,40 @@ class CodeHost(Protocol):
         """The request that runs the branch's open pull request and reports to it, or None without one."""
 
 
+class Front(Protocol):
+    """What the HTTP server (`bot.server`) offers one door's routes: every answer is given at once, so a
+    route records its delivery and leaves the work to the workers."""
+
+    pipeline: "Pipeline"
+
+    def route(
+        self, path: str, endpoint: Callable[..., Awaitable], methods: tuple[str, ...] = ("POST",)
+    ) -> None:
+        """Serve `endpoint` (a plain Starlette endpoint: it reads its own signed body) at `path`."""
+
+    def record(self, delivery: "Item") -> Awaitable[bool]:
+        """Record a delivery, answered once it is committed: whether it is new (False: a redelivery)."""
+
+    def timed(self) -> AbstractContextManager:
+        """Around each answer: the door's answer latency on `/metrics`."""
+
+    def count(self, result: str) -> None:
+        """One answer of this result (queued, duplicate, refused...) on `/metrics`."""
+
+    def connect(self, open_link: Callable[[], Callable[[], None] | None]) -> None:
+        """A link the door opens when the server starts (a blocking call, run off the event loop) and
+        closes with what `open_link` returned when it stops: Slack's Socket Mode websocket."""
+
+
 @dataclass(frozen=True)
 class DoorPlugin:
     name: str  # the source of its deliveries
     channels: tuple[str, ...]  # the outbox channels it delivers
     start: Callable[["Pipeline"], StartedDoor]
+    mount: Callable[[Front], None] | None = None  # its routes (and links) on the HTTP server
     # More report targets for a request made at another door (Slack shows a repository's pull requests
     # in its channel): the core asks every door before it queues or refuses anything.
-    subscribe: Callable[["Settings", "RunRequest"], list[dict]] | None = None
+    subscribe: Callable[["Settings", "RunRequest"], list["Target"]] | None = None
 
 
 class UnknownDoor(LookupError):

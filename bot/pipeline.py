@@ -13,6 +13,7 @@ import xxhash
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import joinedload
 
+from bot import targets
 from bot.backends import mark_availability, untrusted_refusal
 from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
@@ -22,13 +23,13 @@ from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.outputs import BlobStore
 from bot.redact import Redactor, redactor_for
 from bot.render.html import render_html
+from bot.render.run_states import ref_label
 from bot.render.view import ReportContext
-from bot.report_links import report_url
 from bot.request import RunRequest
-from bot.runtext import ref_label
 from bot.settings import Settings
+from bot.signed_links import report_url
 from bot.spec import SPEC_FILE, Spec, parse_spec, spec_names
-from bot.store import Comparison, Database, Output, Run, RunState
+from bot.store import ComparisonRecord, Database, Output, Run, RunState
 from bot.store.approvals import Approvals
 from bot.store.deliveries import Deliveries
 from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON, SkippedOutput, utcnow
@@ -41,7 +42,7 @@ from bot.tiers import Requester, Tier, load_tiers
 class Submission:
     head: Run
     base: Run | None = None
-    comparison: Comparison | None = None
+    comparison: ComparisonRecord | None = None
     baseline_reused: bool = False  # an earlier baseline's outputs are used as they are
     baseline_joined: bool = False  # an identical baseline was already queued or running
 
@@ -127,7 +128,7 @@ class Pipeline:
         if base is None:
             trusted = self.code.own_commit(request.repository, base_sha)
             base = self._new_run(s, request, request.base, base_sha, base_spec, tier, "baseline", trusted)
-        comparison = Comparison(
+        comparison = ComparisonRecord(
             head_run_id=head.id,
             base_run_id=base.id,
             head_label=ref_label(request.ref, head.sha),
@@ -156,7 +157,7 @@ class Pipeline:
                 cache_key="",
                 spec={},
                 requested_by=request.requester.model_dump(mode="json"),
-                report_to=request.report_to,
+                report_to=targets.stored(request.report_to),
                 subject=request.subject,
                 trusted=request.trusted,
                 state=RunState.failed,
@@ -247,7 +248,7 @@ class Pipeline:
             spec=spec.model_dump(mode="json"),
             requested_by=request.requester.model_dump(mode="json"),
             # Baselines are shared by every branch compared against them: they report through their heads.
-            report_to=request.report_to if role != "baseline" else [],
+            report_to=targets.stored(request.report_to) if role != "baseline" else [],
             subject=request.subject if role != "baseline" else None,
             trusted=trusted,
             state=RunState.waiting if waiting else RunState.queued,
@@ -267,7 +268,7 @@ class Pipeline:
             tier=tier or run.tier,
             base=comparison.base_run.ref if comparison is not None else None,
             requester=requester,
-            report_to=run.report_to,
+            report_to=targets.loaded(run.report_to),
             subject=run.subject,
             trusted=run.trusted,
         )
@@ -279,9 +280,9 @@ class Pipeline:
         """Settle every pending comparison that was waiting for this run."""
         with self.db.session() as s:
             ids = s.scalars(
-                select(Comparison.id).where(
-                    Comparison.state == "pending",
-                    (Comparison.head_run_id == run_id) | (Comparison.base_run_id == run_id),
+                select(ComparisonRecord.id).where(
+                    ComparisonRecord.state == "pending",
+                    (ComparisonRecord.head_run_id == run_id) | (ComparisonRecord.base_run_id == run_id),
                 )
             ).all()
         for comparison_id in ids:
@@ -290,7 +291,7 @@ class Pipeline:
     def settle(self, comparison_id: int) -> None:
         """Compare once both runs have ended; a failed side fails the comparison with its reason."""
         with self.db.session() as s:
-            comparison = s.get(Comparison, comparison_id)
+            comparison = s.get(ComparisonRecord, comparison_id)
             head, base = comparison.head_run, comparison.base_run
             if comparison.state != "pending" or not (head.run_state.terminal and base.run_state.terminal):
                 return
@@ -324,8 +325,8 @@ class Pipeline:
         with self.db.session() as s:
             # Both sides may end at once on two workers; only the first settles.
             s.execute(
-                update(Comparison)
-                .where(Comparison.id == comparison_id, Comparison.state == "pending")
+                update(ComparisonRecord)
+                .where(ComparisonRecord.id == comparison_id, ComparisonRecord.state == "pending")
                 .values(**fields)
             )
         self.reports.touch([head.id])
@@ -354,7 +355,7 @@ class Pipeline:
             skipped=[SkippedEntry(path=k.path, reason=k.reason) for k in skipped],
         )
 
-    def report_context(self, comparison: Comparison) -> ReportContext:
+    def report_context(self, comparison: ComparisonRecord) -> ReportContext:
         return ReportContext(
             experiment=comparison.head_run.experiment,
             head_label=comparison.head_label,
@@ -377,21 +378,21 @@ class Pipeline:
                 raise RunNotFound(f"There is no run {run_id}. `tierbot runs` lists the recent ones.")
             return run
 
-    def comparison(self, comparison_id: int) -> Comparison:
+    def comparison(self, comparison_id: int) -> ComparisonRecord:
         with self.db.session() as s:
-            sides = [joinedload(Comparison.head_run), joinedload(Comparison.base_run)]
-            comparison = s.get(Comparison, comparison_id, options=sides)
+            sides = [joinedload(ComparisonRecord.head_run), joinedload(ComparisonRecord.base_run)]
+            comparison = s.get(ComparisonRecord, comparison_id, options=sides)
             if comparison is None:
                 raise TierbotError(f"There is no comparison {comparison_id}.")
             return comparison
 
-    def comparison_for(self, head_run_id: int) -> Comparison | None:
+    def comparison_for(self, head_run_id: int) -> ComparisonRecord | None:
         """The comparison a head run belongs to (the newest, should a run have several)."""
         with self.db.session() as s:
             found = s.scalars(
-                select(Comparison.id)
-                .where(Comparison.head_run_id == head_run_id)
-                .order_by(Comparison.id.desc())
+                select(ComparisonRecord.id)
+                .where(ComparisonRecord.head_run_id == head_run_id)
+                .order_by(ComparisonRecord.id.desc())
                 .limit(1)
             ).first()
         return self.comparison(found) if found is not None else None

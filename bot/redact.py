@@ -20,7 +20,7 @@ from typing import Any
 
 import re2
 
-from bot import report_links
+from bot import signed_links
 from bot.settings import Settings
 from bot.tiers import TierSet
 
@@ -148,12 +148,11 @@ class Redactor:
         return redact
 
 
-
 def redactor_for(settings: Settings, tiers: TierSet) -> Redactor:
     """The redactor of everything this bot knows to be secret: its settings, the report key, and the
     tiers' backend options whose names say they are secret (`api_token`, `password`, ...)."""
     values: dict[str, list[str]] = settings.secret_values()
-    values["report key"] = [report_links.key(settings).decode()]
+    values["report key"] = [signed_links.key(settings).decode()]
     for tier in tiers.tiers:
         for option, value in tier.backend_options.items():
             if _SECRET_OPTION.search(option) and isinstance(value, str):

@@ -2,8 +2,9 @@
 
 import re
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SerializeAsAny
 
+from bot.targets import Target
 from bot.tiers import Requester
 
 # GitHub's `owner/name`: an owner of letters, digits, `-` (and `_`, GitHub Enterprise's managed users),
@@ -25,7 +26,9 @@ class RunRequest(BaseModel):
     )
     base: str | None = Field(None, description="Compare against this ref's merge base; None runs only.")
     requester: Requester = Field(default_factory=Requester)
-    report_to: list[dict] = Field(default_factory=list, description="Where doors want the result posted.")
+    report_to: list[SerializeAsAny[Target]] = Field(
+        default_factory=list, description="Where doors show the run (`bot.targets`)."
+    )
     subject: str | None = Field(None, description="What the run is for (a PR); newer requests supersede it.")
     trusted: bool = Field(
         True,

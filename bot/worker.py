@@ -143,12 +143,12 @@ class Worker:
             return False
         report, version = claimed
         try:
-            memo = self.doors.syncer(report.door)(self.pipeline, report)
+            memo = self.doors.syncer(report.outbox)(self.pipeline, report)
         except NotYet as wait:
             self.pipeline.reports.later(report.id, wait.memo, wait.seconds)
             return True
         except Exception as exc:  # GitHub down, rate limited, a bug: retried later, never lost
-            log.warning("report %s (run %s on %s) failed: %s", report.id, report.run_id, report.door, exc)
+            log.warning("report %s (run %s on %s) failed: %s", report.id, report.run_id, report.outbox, exc)
             self.pipeline.reports.failed(
                 report.id, f"{type(exc).__name__}: {exc}", report.memo, retry_after=retry_after(exc)
             )

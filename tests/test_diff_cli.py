@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bot.cli_diff import compare_section
+from bot.cli.diff import compare_section
 from bot.compare.files import kind_by_name
 from bot.spec import CompareSection, load_compare_config
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.github.comments import Answer
 from bot.github.views import check_view, render, sticky_body
-from bot.store import Comparison, Run, RunState
+from bot.store import ComparisonRecord, Run, RunState
 from bot.tiers import BUILTIN
 
 from .test_report import CONTEXT, check_golden, representative_comparison
@@ -31,9 +31,9 @@ def run(state: RunState, **fields) -> Run:
     return Run(**(defaults | fields))
 
 
-def done() -> Comparison:
+def done() -> ComparisonRecord:
     result = representative_comparison()
-    return Comparison(id=5, state="done", verdict=result.verdict, result=result.model_dump(mode="json"))
+    return ComparisonRecord(id=5, state="done", verdict=result.verdict, result=result.model_dump(mode="json"))
 
 
 def test_sticky_comment_with_a_comparison():

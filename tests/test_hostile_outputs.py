@@ -22,7 +22,7 @@ from bot.render.markdown import render_markdown
 from bot.render.slack import render_slack
 from bot.render.terminal import render_terminal
 from bot.spec import CompareSection
-from bot.store import Comparison as Stored
+from bot.store import ComparisonRecord
 
 from .conftest import SIMPLE_SPEC, GitRepo, write_tree
 from .fakes.fakegithub import FakeGitHub
@@ -166,7 +166,7 @@ def test_hostile_outputs_are_listed_escaped_and_the_bot_stays_healthy(
 def stored_comparison(bot) -> tuple[Comparison, Path]:
     """The one comparison the bot settled, and its HTML report."""
     with bot.pipeline.db.session() as s:
-        (row,) = s.scalars(select(Stored))
+        (row,) = s.scalars(select(ComparisonRecord))
         return Comparison.model_validate(row.result), Path(row.report_path)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import report_links
+from bot import signed_links
 from bot.backends import untrusted_refusal
 from bot.backends.local import LocalBackend
 from bot.backends.sandbox import refusal
@@ -73,7 +73,7 @@ def test_untrusted_code_runs_as_the_sandbox_user_and_reaches_nothing_of_the_bots
     monkeypatch.setenv("TIERBOT_GITHUB_TOKEN", "ghp-secret-in-the-bot")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws-secret-in-the-bot")
     Pipeline(exposed).db.dispose()  # the database, as a running bot has it
-    report_links.key(exposed)  # and the report key
+    signed_links.key(exposed)  # and the report key
     key, db = exposed.data_dir / "report.key", exposed.data_dir / "tierbot.db"
     local = LocalBackend(exposed, grace_seconds=1.0)
     command = PRY.format(key=key, db=db)

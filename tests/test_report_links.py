@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import httpx
 import pytest
 
-from bot import report_links, wiring
+from bot import signed_links, wiring
 from bot.request import RunRequest
 
 from .test_github_webhook import Bot
@@ -29,14 +29,14 @@ def served(settings, simple_repo):
 def link(bot: Bot, on: date | None = None, repository: str | None = None, comparison_id: int = 1) -> str:
     comparison = bot.pipeline.comparison(comparison_id)
     repository = repository or comparison.head_run.repository
-    return report_links.report_url(
+    return signed_links.report_url(
         bot.pipeline.settings, comparison_id, repository, comparison.report_path, on
     )
 
 
 def test_a_fresh_link_opens_the_report_and_stays_the_same_all_day(served):
     fresh = served.pipeline.report_context(served.pipeline.comparison(1)).report_url
-    until = report_links.today() + timedelta(days=30)
+    until = signed_links.today() + timedelta(days=30)
     assert fresh.startswith(f"{served.url}/reports/1?token={until:%Y%m%d}.")
     assert "&" not in fresh  # one parameter: nothing to escape in Markdown, Slack or HTML
     page = served.client.get(fresh)
@@ -45,7 +45,7 @@ def test_a_fresh_link_opens_the_report_and_stays_the_same_all_day(served):
 
 
 def test_an_expired_link_says_when_and_where_a_fresh_one_is(served):
-    issued = report_links.today() - timedelta(days=31)  # it worked until yesterday
+    issued = signed_links.today() - timedelta(days=31)  # it worked until yesterday
     page = served.client.get(link(served, on=issued))
     assert page.status_code == 410 and page.headers["content-type"].startswith("text/html")
     assert f"until the end of {issued + timedelta(days=30)} (UTC)" in page.text
@@ -56,7 +56,7 @@ def test_an_expired_link_says_when_and_where_a_fresh_one_is(served):
 def test_tokens_for_another_repository_or_comparison_or_tampered_open_nothing(served):
     fresh = link(served)
     day, mac = fresh.split("token=")[1].split(".")
-    later = (report_links.today() + timedelta(days=400)).strftime("%Y%m%d")
+    later = (signed_links.today() + timedelta(days=400)).strftime("%Y%m%d")
     refused = [
         link(served, repository="acme/other"),  # the same comparison id, minted for another repository
         fresh.replace("/reports/1?", "/reports/2?"),  # another comparison
@@ -72,7 +72,7 @@ def test_tokens_for_another_repository_or_comparison_or_tampered_open_nothing(se
 
 
 def test_the_expired_page(settings):
-    check_golden("report-expired.html", report_links.expired_page(settings, "20260131.x", 12))
+    check_golden("report-expired.html", signed_links.expired_page(settings, "20260131.x", 12))
 
 
 def test_serve_logs_report_requests_without_their_token(settings):

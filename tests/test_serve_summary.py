@@ -17,7 +17,7 @@ import httpx
 from pydantic import SecretStr
 
 from bot.backends import mark_availability
-from bot.cli_server import start_summary
+from bot.cli.server import start_summary
 from bot.settings import Settings
 from bot.tiers import BUILTIN, load_tiers
 

@@ -6,7 +6,7 @@ The routers of each feature module are composed here, in one place.
 
 from bot.events import Event
 from bot.github import checks, comments, pull_requests
-from bot.github.router import Door, Router
+from bot.github.router import GitHubDoor, Router
 
 ROUTERS: list[Router] = [pull_requests.router, comments.router, checks.router]
 
@@ -15,7 +15,7 @@ def handles(event: str, action: str | None) -> bool:
     return any(router.handles(event, action) for router in ROUTERS)
 
 
-def dispatch(event: Event, door: Door) -> str:
+def dispatch(event: Event, door: GitHubDoor) -> str:
     outcomes = [
         router.dispatch(event, door) for router in ROUTERS if router.handles(event.name, event.action)
     ]

@@ -5,14 +5,14 @@ import re
 
 from bot.errors import TierbotError
 from bot.events import Event
-from bot.github.router import Door, Router
+from bot.github.router import GitHubDoor, Router
 from bot.tiers import Requester
 
 router = Router()
 
 
 @router.register("check_run", actions=("rerequested", "requested_action"))
-def on_rerun(event: Event, door: Door) -> str:
+def on_rerun(event: Event, door: GitHubDoor) -> str:
     payload = event.payload
     if event.action == "requested_action" and payload["requested_action"].get("identifier") != "rerun":
         return f"ignored: unknown action {payload['requested_action'].get('identifier')!r}"

@@ -14,9 +14,10 @@ from bot.events import Event
 from bot.github import commands
 from bot.github.commands import Command
 from bot.github.pull_requests import PullInfo, installation_of
-from bot.github.router import Door, Router
+from bot.github.router import GitHubDoor, Router
+from bot.github.targets import ReplyTarget
 from bot.github.views import render
-from bot.runtext import approval_needed
+from bot.render.run_states import approval_needed
 from bot.store import RunState
 from bot.tiers import Requester, role_at_least
 
@@ -38,7 +39,7 @@ class Answer:
 class Commenter:
     """Who commented where; the PR and the commenter's role are fetched once, when first needed."""
 
-    def __init__(self, door: Door, event: Event):
+    def __init__(self, door: GitHubDoor, event: Event):
         payload = event.payload
         self.door, self.pipeline = door, door.pipeline
         self.repository = payload["repository"]["full_name"]
@@ -72,7 +73,7 @@ class Commenter:
 
 
 @router.register("issue_comment", actions=("created",))
-def on_comment(event: Event, door: Door) -> str:
+def on_comment(event: Event, door: GitHubDoor) -> str:
     issue, comment = event.payload["issue"], event.payload["comment"]
     body = comment.get("body") or ""
     if not issue.get("pull_request"):
@@ -94,15 +95,14 @@ def on_comment(event: Event, door: Door) -> str:
         marker = f"{REPLY_MARKER}-to={comment['id']} -->"
         text = render("reply.md.j2", marker=marker, login=who.login, answers=replies)
     door.pipeline.reports.post(
-        "github_reply",
-        {
-            "repository": who.repository,
-            "installation": who.installation,
-            "pull_request": who.number,
-            "comment_id": comment["id"],
-            "reaction": "eyes",
-            "body": text,
-        },
+        ReplyTarget(
+            repository=who.repository,
+            installation=who.installation,
+            pull_request=who.number,
+            comment_id=comment["id"],
+            reaction="eyes",
+            body=text,
+        )
     )
     return "; ".join(f"{command.line}: {a.outcome}" for command, a in answers)
 

@@ -3,7 +3,7 @@ out, through one API client per worker. PyGithub loads when a worker starts the 
 
 from typing import TYPE_CHECKING
 
-from bot.doors import DoorPlugin
+from bot.doors import DoorPlugin, Front
 from bot.events import Event
 
 if TYPE_CHECKING:
@@ -16,14 +16,20 @@ class StartedGitHub:
         from bot.github.client import GitHubApi
         from bot.github.replies import GitHubReplies
         from bot.github.reporter import GitHubReporter
-        from bot.github.router import Door
+        from bot.github.router import GitHubDoor
 
         api = GitHubApi(pipeline.settings, pipeline.redactor)
-        self.door, self.dispatch = Door(pipeline, api), github.dispatch
+        self.door, self.dispatch = GitHubDoor(pipeline, api), github.dispatch
         self.syncers = {"github": GitHubReporter(api).sync, "github_reply": GitHubReplies(api).sync}
 
     def handle(self, event: Event) -> str:
         return self.dispatch(event, self.door)
 
 
-PLUGIN = DoorPlugin(name="github", channels=("github", "github_reply"), start=StartedGitHub)
+def mount(front: Front) -> None:
+    from bot.github.front import mount
+
+    mount(front)
+
+
+PLUGIN = DoorPlugin(name="github", channels=("github", "github_reply"), start=StartedGitHub, mount=mount)

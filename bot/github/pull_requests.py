@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from bot.errors import TierbotError
 from bot.events import Event
-from bot.github.router import Door, Router
+from bot.github.router import GitHubDoor, Router
+from bot.github.targets import PullRequestTarget
 from bot.request import RunRequest
 from bot.store import RunState
 from bot.tiers import Requester
@@ -70,23 +71,22 @@ class PullInfo:
         a check run name branch protection cannot require, never in the sticky comment, and it neither
         supersedes the PR's runs nor is superseded by them."""
         own = base in (None, self.base_ref)
-        target = {
-            "repository": self.repository,
-            "pull_request": self.number,
-            "head_sha": self.head_sha,
-            "installation": installation,
-            "url": self.url,
-            "gating": own,
-        }
-        if not own:
-            target["versus"] = base
+        target = PullRequestTarget(
+            repository=self.repository,
+            pull_request=self.number,
+            head_sha=self.head_sha,
+            installation=installation,
+            url=self.url,
+            gating=own,
+            versus=None if own else base,
+        )
         return RunRequest(
             repository=self.repository,
             ref=self.head_sha,
             base=base or self.base_ref,
             tier=tier,
             requester=requester,
-            report_to=[{"github": target}],
+            report_to=[target],
             subject=self.subject if own else None,
             trusted=not self.fork,
         )
@@ -97,7 +97,7 @@ def installation_of(event: Event) -> int | None:
 
 
 @router.register("pull_request", actions=UPDATES)
-def on_pull_request_update(event: Event, door: Door) -> str:
+def on_pull_request_update(event: Event, door: GitHubDoor) -> str:
     pull = PullInfo.from_payload(event.payload["repository"]["full_name"], event.payload["pull_request"])
     if pull.draft and not door.pipeline.settings.github_run_drafts:
         return f"skipped: #{pull.number} is a draft (TIERBOT_GITHUB_RUN_DRAFTS runs drafts too)"
@@ -115,7 +115,7 @@ def on_pull_request_update(event: Event, door: Door) -> str:
 
 
 @router.register("pull_request", actions=("closed",))
-def on_pull_request_closed(event: Event, door: Door) -> str:
+def on_pull_request_closed(event: Event, door: GitHubDoor) -> str:
     pull = PullInfo.from_payload(event.payload["repository"]["full_name"], event.payload["pull_request"])
     cancelled = door.pipeline.queue.cancel_subject(pull.subject)
     return f"cancelled runs {cancelled}" if cancelled else "nothing to cancel"

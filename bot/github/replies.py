@@ -8,6 +8,7 @@ from github import GithubException
 
 from bot.github.client import GitHubApi
 from bot.github.reporter import PullComments
+from bot.github.targets import ReplyTarget
 from bot.pipeline import Pipeline
 from bot.store import Report
 
@@ -17,20 +18,20 @@ class GitHubReplies:
         self.api = api
 
     def sync(self, pipeline: Pipeline, report: Report) -> dict:
-        target, memo = report.target, dict(report.memo)
-        installation = target.get("installation")
-        pull = self.api.repo(installation, target["repository"]).get_pull(target["pull_request"])
-        if target.get("reaction") and not memo.get("reacted"):
+        target, memo = ReplyTarget.model_validate(report.target), dict(report.memo)
+        installation = target.installation
+        pull = self.api.repo(installation, target.repository).get_pull(target.pull_request)
+        if target.reaction and not memo.get("reacted"):
             try:
-                pull.get_issue_comment(target["comment_id"]).create_reaction(target["reaction"])
+                pull.get_issue_comment(target.comment_id).create_reaction(target.reaction)
             except GithubException as exc:
                 if exc.status != 404:  # a deleted comment needs no reaction
                     raise
             memo["reacted"] = True
-        body = target.get("body")
+        body = target.body
         if body:
             login = self.api.bot_login(installation)
-            comments = PullComments(pipeline.db, target["repository"], pull, login)
+            comments = PullComments(pipeline.db, target.repository, pull, login)
             marker = body.partition("\n")[0]
             if comments.find(marker) is None:
                 comments.post(marker, body)

@@ -15,6 +15,7 @@ from github.Repository import Repository
 from sqlalchemy import select
 
 from bot.github.client import GitHubApi
+from bot.github.targets import PullRequestTarget
 from bot.github.views import CheckView, check_name, check_view, sticky_body, sticky_marker
 from bot.pipeline import Pipeline
 from bot.store import Database, Report, Run
@@ -33,23 +34,22 @@ class GitHubReporter:
         comparison = pipeline.comparison_for(run.id)
         ctx = pipeline.report_context(comparison) if comparison is not None else None
         now, position = utcnow(), pipeline.queue.position(run.id)
-        target, memo = report.target, dict(report.memo)
-        installation = target.get("installation")
-        repo = self.api.repo(installation, target["repository"])
-        pull = repo.get_pull(target["pull_request"])
+        target, memo = PullRequestTarget.model_validate(report.target), dict(report.memo)
+        installation = target.installation
+        repo = self.api.repo(installation, target.repository)
+        pull = repo.get_pull(target.pull_request)
         # Only the PR's own run (its head against its base) may satisfy branch protection or speak in
         # the sticky comment; a run against another base reports beside them, under its own name.
-        gating = target.get("gating", True)
-        name = check_name(run, None if gating else target.get("versus"))
+        name = check_name(run, None if target.gating else target.versus)
         if self.api.app_mode:  # GitHub lets only Apps write check runs; token mode has the comment alone
             view = check_view(run, comparison, ctx, now, position)
             self._sync_check(repo, run, name, view, now, memo, details_url=pull.html_url)
-        if not gating:
+        if not target.gating:
             return memo
         if pull.head.sha != run.sha:
             memo["comment"] = f"not posted: the PR's head is now {pull.head.sha[:7]}"
             return memo
-        comments = PullComments(pipeline.db, target["repository"], pull, self.api.bot_login(installation))
+        comments = PullComments(pipeline.db, target.repository, pull, self.api.bot_login(installation))
         marker = sticky_marker(run)
         comment = comments.find(marker)
         body = sticky_body(run, comparison, ctx, now, position, previous=comment.body if comment else None)

@@ -14,7 +14,7 @@ Handler = Callable[..., str]
 
 
 @dataclass
-class Door:
+class GitHubDoor:
     """What a handler works with: the pipeline, and GitHub's API for reads."""
 
     pipeline: "Pipeline"
@@ -41,6 +41,6 @@ class Router:
     def handles(self, event: str, action: str | None) -> bool:
         return bool(self.handlers(event, action))
 
-    def dispatch(self, event: Event, door: Door) -> str:
+    def dispatch(self, event: Event, door: GitHubDoor) -> str:
         """Run every handler for the event; their outcomes joined, for the delivery's record."""
         return "; ".join(handler(event, door) for handler in self.handlers(event.name, event.action))

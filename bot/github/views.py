@@ -6,12 +6,12 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.compare import Comparison as Result
+from bot.compare import Comparison
 from bot.render.markdown import GITHUB_CHECK_SUMMARY_LIMIT, GITHUB_COMMENT_LIMIT, render_markdown
+from bot.render.run_states import ended_without_outputs, progress, refusal, waiting_for_baseline
 from bot.render.templates import md_code, template
 from bot.render.view import ReportContext
-from bot.runtext import ended_without_outputs, progress, refusal, waiting_for_baseline
-from bot.store import Comparison, Run, RunState
+from bot.store import ComparisonRecord, Run, RunState
 from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON
 
 _ROOM = 1_000  # for the comment's header, banner and footer around the comparison
@@ -49,7 +49,7 @@ def render(name: str, **variables) -> str:
     return template(f"github/{name}", "md").render(**variables)
 
 
-def _ended_without_comparison(run: Run, comparison: Comparison | None) -> tuple[str, dict]:
+def _ended_without_comparison(run: Run, comparison: ComparisonRecord | None) -> tuple[str, dict]:
     """(conclusion, the variables of state.md.j2 but the log) when there is no comparison to show."""
     if run.phase in (REFUSED, REFUSED_NEEDS_PERSON):
         title, advice = refusal(run)
@@ -76,7 +76,7 @@ def _last_line(run: Run) -> str:
 
 
 def check_view(
-    run: Run, comparison: Comparison | None, ctx: ReportContext | None, now: datetime, position: int = 0
+    run: Run, comparison: ComparisonRecord | None, ctx: ReportContext | None, now: datetime, position: int = 0
 ) -> CheckView:
     if run.state == RunState.waiting:
         title, detail = progress(run, now, position)
@@ -89,7 +89,7 @@ def check_view(
         title = waiting_for_baseline(comparison)
         return CheckView(status="in_progress", title=title, summary=title)
     if comparison is not None and comparison.state == "done":
-        result = Result.model_validate(comparison.result)
+        result = Comparison.model_validate(comparison.result)
         summary = _fitting_markdown(result, ctx, GITHUB_CHECK_SUMMARY_LIMIT)
         title = f"{comparison.verdict.upper()}: " + "; ".join(result.reasons)
         return CheckView("completed", title[:200], summary, CONCLUSIONS[comparison.verdict], [RERUN])
@@ -102,7 +102,7 @@ def check_view(
 
 def sticky_body(
     run: Run,
-    comparison: Comparison | None,
+    comparison: ComparisonRecord | None,
     ctx: ReportContext | None,
     now: datetime,
     position: int = 0,
@@ -120,7 +120,7 @@ def sticky_body(
             return _replace_banner(previous, banner)
         body = f"**{title}** for {run.sha[:7]}.{how}"
     elif comparison is not None and comparison.state == "done":
-        result = Result.model_validate(comparison.result)
+        result = Comparison.model_validate(comparison.result)
         body = _fitting_markdown(result, ctx, GITHUB_COMMENT_LIMIT - _ROOM)
     else:
         body = _state(run, _ended_without_comparison(run, comparison)[1])
@@ -136,7 +136,7 @@ def sticky_body(
     )
 
 
-def _fitting_markdown(result: Result, ctx: ReportContext, limit: int) -> str:
+def _fitting_markdown(result: Comparison, ctx: ReportContext, limit: int) -> str:
     """GitHub counts check-run summaries in UTF-8 bytes; ▲, ✖ and friends take three each."""
     while True:
         text = render_markdown(result, ctx, limit=limit)

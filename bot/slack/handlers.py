@@ -20,8 +20,8 @@ from bot.slack import grammar
 from bot.slack.access import READ, WRITE, SlackAccess
 from bot.slack.grammar import SlackCommand
 from bot.slack.link import start_link
-from bot.slack.plugin import pull_request_message
 from bot.slack.reporter import post_reply
+from bot.slack.targets import MessageTarget, Person
 from bot.slack.views import home_view, log_text, no_runs_text, run_line
 from bot.store import Run
 from bot.store.models import SlackChannel, utcnow
@@ -50,7 +50,7 @@ class Asker:
         self.name = body.get("user_name") or user.get("username") or user.get("name") or self.user
         self.channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
         self.access = SlackAccess(door.pipeline, door.github, self.user)
-        self.to = {"response_url": body.get("response_url"), "channel": self.channel, "user": self.user}
+        self.to = Person(response_url=body.get("response_url"), channel=self.channel, user=self.user)
 
     def requester(self, repository: str) -> Requester:
         """Slack user groups are checked only for the groups the tiers name; GitHub teams likewise."""
@@ -106,7 +106,7 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
     requester = asker.requester(repository)
     request = pull_request_run(asker.door, repository, command, requester)
     if request is not None:  # the PR shows this run too, and the message links it
-        request.report_to.append(pull_request_message(asker.channel, request.report_to[0]["github"]))
+        request.report_to.append(MessageTarget.of_pull_request(asker.channel, request.report_to[0].about()))
     else:
         request = RunRequest(
             repository=repository,
@@ -114,7 +114,7 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
             base=command.base or ("main" if command.branch else None),
             tier=command.tier,
             requester=requester,
-            report_to=[{"slack": {"channel": asker.channel}}],
+            report_to=[MessageTarget(channel=asker.channel)],
         )
     submission = asker.pipeline.submit(request)
     return f"queued run {submission.head.id}"

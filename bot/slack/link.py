@@ -14,7 +14,8 @@ from bot.errors import TierbotError
 from bot.pipeline import Pipeline
 from bot.render.templates import slack_code, slack_escaped
 from bot.settings import Settings
-from bot.slack.reporter import address, post_reply
+from bot.slack.reporter import post_reply
+from bot.slack.targets import LinkTarget, Person
 from bot.store import Report
 from bot.store.models import SlackLink
 from bot.store.reports import NotYet
@@ -23,9 +24,9 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TIMEOUT = 10.0  # seconds for one call to GitHub; a failed call is retried by the outbox
 
 
-def start_link(pipeline: Pipeline, to: dict) -> str:
-    """Ask GitHub for a code, tell the user where to enter it, and queue the polling. `to` names the
-    user (`user`, `channel`, `response_url`). Returns what the user was told."""
+def start_link(pipeline: Pipeline, to: Person) -> str:
+    """Ask GitHub for a code, tell the user where to enter it, and queue the polling. Returns what the
+    user was told."""
     settings = pipeline.settings
     if not settings.github_oauth_client_id:
         raise TierbotError(
@@ -36,12 +37,13 @@ def start_link(pipeline: Pipeline, to: dict) -> str:
     if "device_code" not in grant:
         raise TierbotError(f"GitHub did not start linking: {_problem(grant)}.")
     minutes = max(1, int(grant.get("expires_in", 900)) // 60)
-    polling = {
-        "device_code": grant["device_code"],
-        "interval": int(grant.get("interval", 5)),
-        "expires_at": time.time() + int(grant.get("expires_in", 900)),
-    }
-    pipeline.reports.post("slack_link", address(to) | polling)
+    polling = LinkTarget(
+        **to.model_dump(),
+        device_code=grant["device_code"],
+        interval=int(grant.get("interval", 5)),
+        expires_at=time.time() + int(grant.get("expires_in", 900)),
+    )
+    pipeline.reports.post(polling)
     return post_reply(
         pipeline,
         to,
@@ -53,15 +55,14 @@ def start_link(pipeline: Pipeline, to: dict) -> str:
 
 def poll_link(pipeline: Pipeline, report: Report) -> dict:
     """The outbox's sync of a pending link: ask GitHub once; NotYet while the user has not answered."""
-    settings, target, memo = pipeline.settings, report.target, dict(report.memo)
-    if time.time() > target["expires_at"]:
-        post_reply(
-            pipeline, target, "Your link code expired before GitHub confirmed it. Type `/run link` again."
-        )
+    settings, target, memo = pipeline.settings, LinkTarget.model_validate(report.target), dict(report.memo)
+    to = target.person()
+    if time.time() > target.expires_at:
+        post_reply(pipeline, to, "Your link code expired before GitHub confirmed it. Type `/run link` again.")
         return memo | {"state": "expired"}
-    fields = {"device_code": target["device_code"], "grant_type": DEVICE_GRANT}
+    fields = {"device_code": target.device_code, "grant_type": DEVICE_GRANT}
     answer = _github_form(settings, "/login/oauth/access_token", fields)
-    interval = memo.get("interval", target["interval"])
+    interval = memo.get("interval", target.interval)
     if answer.get("error") == "authorization_pending":
         raise NotYet(interval, memo | {"interval": interval})
     if answer.get("error") == "slow_down":  # GitHub's rule: add 5 s to every later poll
@@ -70,16 +71,16 @@ def poll_link(pipeline: Pipeline, report: Report) -> dict:
     if not answer.get("access_token"):
         post_reply(
             pipeline,
-            target,
+            to,
             f"GitHub did not link your account: {_problem(answer)}. Type `/run link` to try again.",
         )
         return memo | {"state": answer.get("error", "refused")}
     login = _login_of(settings, answer["access_token"])
     with pipeline.db.session() as s:
-        s.merge(SlackLink(slack_user=target["user"], github_login=login))
+        s.merge(SlackLink(slack_user=target.user, github_login=login))
     post_reply(
         pipeline,
-        target,
+        to,
         f"Linked: you are `@{login}` on GitHub. From Slack you may now do what `@{login}` may do on each "
         "repository: read to see runs and reports, write to run and cancel.",
     )

@@ -6,8 +6,10 @@ worker starts the door). Who may do what, and a branch's pull request, it asks o
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bot.doors import CodeHost, DoorPlugin
+from bot.doors import CodeHost, DoorPlugin, Front
 from bot.events import Event
+from bot.slack.targets import MessageTarget
+from bot.targets import Target
 
 if TYPE_CHECKING:
     from bot.pipeline import Pipeline
@@ -32,20 +34,20 @@ class StartedSlack:
         return self.dispatch(event, self.door)
 
 
-def pull_request_message(channel: str, pull: dict) -> dict:
-    """The report target of a run's message in `channel` about the pull request of a GitHub target."""
-    about = f"{pull['repository']}#{pull['pull_request']}"
-    return {"slack": {"channel": channel, "pull_request": about, "pull_url": pull.get("url")}}
-
-
-def subscribe(settings: "Settings", request: "RunRequest") -> list[dict]:
+def subscribe(settings: "Settings", request: "RunRequest") -> list[Target]:
     """A pull request's runs show in its repository's channel too (TIERBOT_SLACK_NOTIFY), unless they
     are reported to Slack already (asked for there)."""
     channel = settings.slack_notify.get(request.repository)
-    pulls = [target["github"] for target in request.report_to if "github" in target]
-    if channel is None or not pulls or any("slack" in target for target in request.report_to):
+    pulls = [pull for pull in (target.about() for target in request.report_to) if pull is not None]
+    if channel is None or not pulls or any(isinstance(t, MessageTarget) for t in request.report_to):
         return []
-    return [pull_request_message(channel, pulls[0])]
+    return [MessageTarget.of_pull_request(channel, pulls[0])]
+
+
+def mount(front: Front) -> None:
+    from bot.slack.front import mount  # slack-bolt loads with the server, not with every worker
+
+    mount(front)
 
 
 def plugin(code_host: "Callable[[Pipeline], CodeHost]") -> DoorPlugin:
@@ -54,5 +56,6 @@ def plugin(code_host: "Callable[[Pipeline], CodeHost]") -> DoorPlugin:
         name="slack",
         channels=("slack", "slack_reply", "slack_link"),
         start=lambda pipeline: StartedSlack(pipeline, code_host),
+        mount=mount,
         subscribe=subscribe,
     )

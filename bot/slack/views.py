@@ -4,13 +4,13 @@ mrkdwn text comes from `templates/slack/run.slack.j2`, which escapes what it pri
 
 from datetime import datetime
 
-from bot.compare import Comparison as Result
+from bot.compare import Comparison
+from bot.render.run_states import ended_without_outputs, progress, ref_label, waiting_for_baseline
 from bot.render.slack import SLACK_MAX_BLOCKS, render_slack
 from bot.render.templates import template
 from bot.render.view import ReportContext
-from bot.runtext import ended_without_outputs, progress, ref_label, waiting_for_baseline
 from bot.slack.grammar import USAGE
-from bot.store import Comparison, Run, RunState
+from bot.store import ComparisonRecord, Run, RunState
 from bot.tiers import TierSet
 
 MAX_OPTIONS = 100  # a static_select's options
@@ -32,7 +32,7 @@ def context(text: str) -> dict:
 
 def run_message(
     run: Run,
-    comparison: Comparison | None,
+    comparison: ComparisonRecord | None,
     ctx: ReportContext | None,
     now: datetime,
     position: int,
@@ -46,7 +46,7 @@ def run_message(
     if comparison is not None and comparison.state == "done" and run.run_state.terminal:
         pull = [context(str(texts.pull_line(about, about_url)))] if about else []
         room = SLACK_MAX_BLOCKS - 1 - len(pull)
-        message = render_slack(Result.model_validate(comparison.result), ctx, max_blocks=room)
+        message = render_slack(Comparison.model_validate(comparison.result), ctx, max_blocks=room)
         return {"text": message["text"], "blocks": message["blocks"] + pull + [buttons]}
     title, detail = state_text(run, comparison, now, position)
     line = (run.last_log_line or "").strip() if run.state == RunState.running else ""
@@ -57,7 +57,9 @@ def run_message(
     return {"text": str(texts.fallback(run, title)), "blocks": blocks + [buttons]}
 
 
-def state_text(run: Run, comparison: Comparison | None, now: datetime, position: int) -> tuple[str, str]:
+def state_text(
+    run: Run, comparison: ComparisonRecord | None, now: datetime, position: int
+) -> tuple[str, str]:
     """(title, detail); the running run's last log line is shown apart, as code."""
     if not run.run_state.terminal:
         return progress(run, now, position)

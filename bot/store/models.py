@@ -137,8 +137,9 @@ class SkippedOutput(Base):
     reason: Mapped[str] = mapped_column(Text)  # may quote a symlink's target
 
 
-class Comparison(Base):
-    """A head run compared against a baseline run; settled once both runs have ended."""
+class ComparisonRecord(Base):
+    """A head run compared against a baseline run; settled once both runs have ended, when it keeps the
+    result (`bot.compare.Comparison`) as JSON."""
 
     __tablename__ = "comparisons"
 
@@ -201,7 +202,8 @@ class Report(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # None for a one-off message that belongs to no run (a reply to a PR command)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
-    door: Mapped[str] = mapped_column(String(20))  # the outbox channel, of a door (`bot.doors`)
+    # The outbox channel that delivers it (`DoorPlugin.channels`, `Target.outbox`); the column kept its name.
+    outbox: Mapped[str] = mapped_column("door", String(20))
     target: Mapped[dict] = mapped_column(JSON)  # the door's address: repository, pull request, head sha...
     memo: Mapped[dict] = mapped_column(JSON, default=dict)  # what the door remembers: check run id, ...
     version: Mapped[int] = mapped_column(Integer, default=1)

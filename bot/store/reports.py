@@ -12,6 +12,7 @@ from sqlalchemy import or_, select, update
 from bot.retry import backoff
 from bot.store.db import Database
 from bot.store.models import Report, Run, utcnow
+from bot.targets import Target
 
 
 class NotYet(Exception):  # noqa: N818  (a signal, not an error)
@@ -33,19 +34,19 @@ class Reports:
         with self.db.session() as s:
             for run in s.scalars(select(Run).where(Run.id.in_(list(run_ids)))):
                 for target in run.report_to:
-                    for door, address in target.items():
-                        self._bump(s, run.id, door, address)
+                    for outbox, address in target.items():
+                        self._bump(s, run.id, outbox, address)
 
-    def post(self, door: str, target: dict) -> None:
+    def post(self, target: Target) -> None:
         """A one-off message that belongs to no run (a reply to a command): delivered once, by a worker."""
         with self.db.session() as s:
-            s.add(Report(run_id=None, door=door, target=target, memo={}))
+            s.add(Report(run_id=None, outbox=target.outbox, target=target.fields(), memo={}))
 
     @staticmethod
-    def _bump(s, run_id: int, door: str, address: dict) -> None:
-        report = s.scalars(select(Report).where(Report.run_id == run_id, Report.door == door)).first()
+    def _bump(s, run_id: int, outbox: str, address: dict) -> None:
+        report = s.scalars(select(Report).where(Report.run_id == run_id, Report.outbox == outbox)).first()
         if report is None:
-            s.add(Report(run_id=run_id, door=door, target=address, memo={}))
+            s.add(Report(run_id=run_id, outbox=outbox, target=address, memo={}))
         else:
             report.version += 1
             if report.attempts == 0:  # a failed report keeps its backoff: the API may have asked for it

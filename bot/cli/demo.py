@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot.compare import Comparison as Result
+from bot.cli.progress import execute_and_watch
+from bot.compare import Comparison
 from bot.pipeline import Pipeline
-from bot.progress import execute_and_watch
 from bot.render.terminal import render_terminal
 from bot.request import RunRequest
 from bot.resources import resource_dir
@@ -51,7 +51,9 @@ def run_demo(pipeline: Pipeline, console: Console) -> int:
     if comparison.state != "done":
         console.print(f"[red]The demo could not compare:[/] {comparison.reason}")
         return 1
-    render_terminal(Result.model_validate(comparison.result), pipeline.report_context(comparison), console)
+    render_terminal(
+        Comparison.model_validate(comparison.result), pipeline.report_context(comparison), console
+    )
     console.print(f"\nHTML report: {comparison.report_path}")
     console.print("Run [bold]tierbot demo[/] again: the baseline is reused, only the branch runs.")
     return 0

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from bot.store import Comparison, Run, RunState
+from bot.store import ComparisonRecord, Run, RunState
 from bot.store.models import REFUSED_NEEDS_PERSON
 from bot.units import format_duration
 
@@ -40,7 +40,7 @@ def progress(run: Run, now: datetime, position: int) -> tuple[str, str]:
     return f"{doing} for {elapsed} on tier {run.tier}", ""
 
 
-def waiting_for_baseline(comparison: Comparison) -> str:
+def waiting_for_baseline(comparison: ComparisonRecord) -> str:
     return f"Comparing: waiting for the baseline run {comparison.base_run_id}"
 
 

@@ -18,11 +18,11 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from bot import __version__, wiring
-from bot.cli_diff import diff
-from bot.cli_server import replay, serve
+from bot.cli.diff import diff
+from bot.cli.progress import execute_and_watch
+from bot.cli.server import replay, serve
 from bot.errors import TierbotError
 from bot.pipeline import Pipeline, Submission
-from bot.progress import execute_and_watch
 from bot.render.templates import clip, term_lines, term_text
 from bot.render.terminal import render_terminal
 from bot.request import RunRequest
@@ -132,10 +132,10 @@ def compare(
     if as_json:
         console.print_json(json.dumps(comparison.result))
     else:
-        from bot.compare import Comparison as Result
+        from bot.compare import Comparison
 
         render_terminal(
-            Result.model_validate(comparison.result), pipeline.report_context(comparison), console
+            Comparison.model_validate(comparison.result), pipeline.report_context(comparison), console
         )
         console.print(f"\nFull report: {term_text(comparison.report_path)}")
     if comparison.verdict == "fail":
@@ -204,10 +204,10 @@ def show(run_id: Annotated[int, typer.Argument(metavar="RUN")]) -> None:
     _print_run_end(r)
     for report in pipeline.reports.of_run(run_id):
         if report.synced_version >= report.version:
-            console.print(f"reported to {report.door}: up to date")
+            console.print(f"reported to {report.outbox}: up to date")
         else:
             trouble = f" ({report.attempts} failed attempts: {report.error})" if report.error else ""
-            console.print(f"[yellow]reported to {report.door}: behind{term_text(say(trouble))}[/]")
+            console.print(f"[yellow]reported to {report.outbox}: behind{term_text(say(trouble))}[/]")
     outputs = pipeline.outputs(run_id)
     if outputs:
         table = Table("output", "size", "hash")
@@ -299,7 +299,7 @@ def worker(threads: Annotated[int, typer.Option("--threads", "-j", min=1)] = 1) 
 @app.command()
 def demo() -> None:
     """The whole loop on the bundled example: a repository, a branch with a change, the comparison."""
-    from bot.demo import run_demo
+    from bot.cli.demo import run_demo
 
     raise typer.Exit(run_demo(_pipeline(), console))
 
@@ -314,7 +314,7 @@ def hooks_install(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing pre-push hook.")] = False,
 ) -> None:
     """Install the pre-push hook that compares a pushed branch's outputs against main."""
-    from bot.githooks import install_pre_push
+    from bot.cli.hooks import install_pre_push
 
     path = install_pre_push(Path(repo), base=base, block_on_fail=block_on_fail, force=force)
     console.print(f"Installed {path}. Skip it for one push with [bold]TIERBOT_SKIP=1 git push[/].")
