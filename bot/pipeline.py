@@ -19,6 +19,7 @@ from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs
 from bot.doors import DoorPlugin
 from bot.errors import RunNotFound, TierbotError, TierUnavailable
+from bot.forks import fork_tier
 from bot.manifest import FileEntry, Manifest, SkippedEntry
 from bot.outputs import BlobStore
 from bot.redact import Redactor, redactor_for
@@ -98,8 +99,8 @@ class Pipeline:
         if request.base:
             base_sha = self.code.merge_base(repo, self.code.resolve(repo, request.base), sha)
             base_spec = self._spec_at(repo, base_sha, request.base)
+        trusted, tier = self._trust(request, sha, tier)  # a fork's code (and its baseline): the sandbox's
         role = "head" if request.base else "run"
-        trusted = self._trusted(request, sha, tier)
         waiting = not trusted and not self.approvals.approved(request.subject, sha)
         with self.db.session() as s:
             head = self._new_run(s, request, request.ref, sha, spec, tier, role, trusted, waiting)
@@ -207,11 +208,12 @@ class Pipeline:
         )
         return s.scalars(query.limit(1)).first()
 
-    def _trusted(self, request: RunRequest, sha: str, tier: Tier) -> bool:
-        """Trust follows the code, not the door: only the repository's own commits run as trusted code.
-        Raises when untrusted code could not run at all, so it is said now, where it was asked."""
+    def _trust(self, request: RunRequest, sha: str, tier: Tier) -> tuple[bool, Tier]:
+        """Whether the code is trusted, and the tier it runs on. Trust follows the code, not the door:
+        only the repository's own commits run as trusted code; anything else runs in the sandbox
+        (`bot.forks`). Raises when it could not run at all, so it is said now, where it was asked."""
         if request.trusted and self.code.own_commit(request.repository, sha):
-            return True
+            return True, tier
         label = ref_label(request.ref, sha)
         if request.subject is None:  # nothing to approve it through
             raise TierbotError(
@@ -219,10 +221,11 @@ class Pipeline:
                 "(a fork's pull request) runs only from its pull request, once someone with write access "
                 "approves it there with `/run approve`."
             )
+        tier = fork_tier(tier, self.tiers, self.settings, label)
         refused = untrusted_refusal(tier, self.settings)
         if refused is not None:
             raise TierUnavailable(f"Tier {tier.name!r} cannot run {label}: {refused}.")
-        return False
+        return False, tier
 
     def _new_run(
         self,

@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     report_link_days: int = Field(
         30, ge=1, description="Days a report link works; PR comments and Slack messages get fresh ones."
     )
+    sandbox_tier: str | None = Field(
+        None,
+        description="The tier a fork's approved commit runs on, whatever tier was asked (a docker tier "
+        "without network): forks never run on local tiers, unless local_forks.",
+    )
+    local_forks: bool = Field(
+        False,
+        description="Unsafe: let a fork's approved commit run on local tiers, on this machine, as "
+        "sandbox_user (only a user switch between it and the bot).",
+    )
     sandbox_user: str = Field(
         "nobody",
         description="When tierbot runs as root: the unprivileged user untrusted code (a fork's) runs as on "
@@ -83,6 +93,19 @@ class Settings(BaseSettings):
         "python3",
         description="The Python untrusted runs' environments are built with: one sandbox_user can run "
         "(tierbot's own may live where it cannot, e.g. under /root).",
+    )
+    docker_instance: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Labels this installation's Docker containers and images (tierbot.instance), so its "
+        "reaper removes only its own; when unset, one derived from the database URL (replicas sharing a "
+        "database share it).",
+    )
+    docker_image_budget: int = Field(
+        20 * 1024**3,
+        ge=0,
+        description="Bytes of environment images kept on each Docker Engine; the reaper removes the oldest "
+        "beyond it.",
     )
 
     redact: SecretStr | None = Field(
@@ -103,6 +126,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
     max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued runs.")
+    reap_seconds: float = Field(
+        300.0, gt=0, description="How often a worker removes what ended runs left on the backends' engines."
+    )
     progress_seconds: float = Field(
         10.0, gt=0, description="How often a running run's last log line is shown in Slack and on GitHub."
     )

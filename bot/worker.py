@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from bot.backends import Job, backend_for
+from bot.backends import Job, backend_for, reap
 from bot.backends.local import kill_process_group
 from bot.doors import Doors
 from bot.errors import TierbotError
@@ -98,6 +98,7 @@ class Worker:
         self.runs = runs
         self.doors = Doors(pipeline, pipeline.doors)  # each started on first use, with its clients
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._reap_at = 0.0  # at start, then every reap_seconds
 
     def run_once(self) -> bool:
         """Recover dead workers' runs, handle one webhook delivery or execute one queued run.
@@ -105,6 +106,8 @@ class Worker:
         for run in self.pipeline.queue.recover(kill=_kill_orphan):
             if RunState(run.state).terminal:
                 self.pipeline.settle_for(run.id)
+        if self.only is None:
+            self.reap()
         if self.only is None and (self.handle_delivery() or self.sync_report()):
             return True
         if not self.runs:
@@ -119,6 +122,20 @@ class Worker:
         while not stop.is_set():
             if not self.run_once():
                 stop.wait(self.pipeline.settings.poll_seconds)
+
+    def reap(self) -> None:
+        """What runs that are no longer running left on the backends' engines (a crashed bot's
+        containers, old environment images), removed at start and then every reap_seconds."""
+        if time.monotonic() < self._reap_at:
+            return
+        self._reap_at = time.monotonic() + self.pipeline.settings.reap_seconds
+        try:
+            done = reap(self.pipeline.tiers, self.pipeline.settings, self.pipeline.queue.is_running)
+        except Exception:  # an engine's trouble is the reaper's, never the worker's: next time again
+            log.exception("reaping failed")
+            return
+        for engine, what in done.items():
+            log.info("reaper on %s: %s", engine, what)
 
     def handle_delivery(self) -> bool:
         delivery = self.pipeline.deliveries.claim()
@@ -168,13 +185,14 @@ class Worker:
             self.pipeline.code.checkout(run.repository, run.sha, workdir)
             spec = Spec.model_validate(run.spec)
             tier = self.pipeline.tiers.get(run.tier)
-            requirements = spec.environment.requirements
+            requirements, dockerfile = spec.environment.requirements, spec.environment.dockerfile
             job = Job(
                 run_id=run.id,
                 workdir=workdir,
                 command=spec.run.command,
                 tier=tier,
                 requirements=workdir / requirements if requirements else None,
+                dockerfile=workdir / dockerfile if dockerfile else None,
                 env={"TIERBOT_RUN_ID": str(run.id), "TIERBOT_TIER": tier.name},
                 log_path=log_path,
                 max_log_bytes=settings.max_log_bytes,

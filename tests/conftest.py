@@ -1,4 +1,6 @@
-"""Shared fixtures: settings in a temporary data dir, real git repositories, real databases."""
+"""Shared fixtures: settings in a temporary data dir, real git repositories, real databases; and, through
+`pytest_plugins`, each door's harness (tests/fakes/): the running bot, the fake servers it talks to, and
+ways to talk to it as GitHub, Slack or a terminal would."""
 
 import os
 import subprocess
@@ -10,6 +12,14 @@ import pytest
 
 from bot.settings import Settings
 from bot.store import Database
+
+pytest_plugins = [
+    "tests.fakes.github_bot",
+    "tests.fakes.slack_bot",
+    "tests.fakes.cli",
+    "tests.fakes.local_backend",
+]
+pytest.register_assert_rewrite("tests.golden")  # check_golden's failures show the diff, as in a test
 
 PG_ADMIN_URL = os.environ.get(
     "TIERBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -127,6 +137,24 @@ def simple_repo(tmp_path: Path) -> GitRepo:
         repo.commit({"accuracy.txt": accuracy}, branch)
         repo.git("checkout", "-q", "main")
     return repo
+
+
+@pytest.fixture
+def hosted(tmp_path: Path, simple_repo: GitRepo) -> str:
+    """simple_repo published as the bare repository acme/models."""
+    bare = tmp_path / "git" / "acme" / "models.git"
+    bare.parent.mkdir(parents=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(simple_repo.path), str(bare)], check=True)
+    return str(bare)
+
+
+def push_branch(repo: GitRepo, hosted_path: str, branch: str, files: dict[str, str]) -> str:
+    """`branch` made afresh off main with these files, pushed (forced) to `hosted_path`; its commit."""
+    repo.git("checkout", "-q", "-B", branch, "main")
+    sha = repo.commit(files, branch)
+    repo.git("push", "-q", "-f", hosted_path, branch)
+    repo.git("checkout", "-q", "main")
+    return sha
 
 
 @pytest.fixture

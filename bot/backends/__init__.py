@@ -2,7 +2,7 @@
 
 A worker hands a backend a `Job` (a checked-out workdir, a command, a tier) and a `Watcher` (the queue's
 ears: phase changes, log lines, the process group, cancellation) and gets an `Outcome` back. Backends
-never touch the database or the comparison; the Docker and AWS backends will slot in beside `local`
+never touch the database or the comparison; `docker` sits beside `local` (and the AWS backends will)
 as rows of `PROVIDED`, which also answers, before anything is queued, whether a tier can run here (and
 whether it can run untrusted code here).
 """
@@ -18,6 +18,7 @@ from bot.settings import Settings
 from bot.tiers import Tier, TierSet
 
 OutcomeState = Literal["succeeded", "failed", "timed_out", "cancelled"]
+IsRunning = Callable[[int], bool]
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Job:
     max_log_bytes: int
     trusted: bool = True  # False: a fork's code, run sandboxed and without the worker's environment
     redact: Callable[[list[str]], list[str]] | None = None  # every batch of log lines passes it first
+    dockerfile: Path | None = None  # the repository's Dockerfile inside workdir: container tiers build it
 
 
 @dataclass
@@ -83,17 +85,52 @@ def _local_untrusted(_tier: Tier, settings: Settings) -> str | None:
 @dataclass(frozen=True)
 class Provided:
     """A backend this installation provides. `missing` says why it cannot run a tier here (None: it can).
-    It runs at start for every tier, so it stays cheap: no heavy SDK imported just to answer, one quick
-    question at most (docker: does the `docker` package import, does the engine answer a ping)."""
+    It runs at start for every tier, so it stays cheap: no heavy SDK imported just to answer, a few quick
+    questions at most (docker: does the `docker` package import, does the engine answer, with the tier's
+    image, network and hardware)."""
 
     missing: Callable[[Tier, Settings], str | None]
     build: Callable[[Settings], Backend]
     # Why it cannot run untrusted code (a fork's) on the tier here, though it can run trusted code.
     untrusted: Callable[[Tier, Settings], str | None] = _nothing_missing
+    # Removes what runs that are no longer running left on the backend's engines (a crashed bot's
+    # containers), given its tiers and whether a run id is running; what it did, by engine.
+    reap: Callable[[list[Tier], Settings, IsRunning], dict[str, object]] | None = None
+
+
+def _docker_missing(tier: Tier, settings: Settings) -> str | None:
+    # Only the options module, which imports the docker SDK lazily: without the `docker` extra, docker
+    # tiers are unavailable with that reason, and everything else works.
+    from bot.backends.docker_options import missing
+
+    return missing(tier, settings)
+
+
+def _docker(settings: Settings) -> Backend:
+    from bot.backends.docker import DockerBackend
+
+    return DockerBackend(settings)
+
+
+def _docker_reap(tiers: list[Tier], settings: Settings, is_running: IsRunning) -> dict[str, object]:
+    try:
+        from bot.backends.docker_reaper import reap_engines
+    except ImportError:  # no docker SDK: no docker tier ever ran here
+        return {}
+    return reap_engines(tiers, settings, is_running)
+
+
+def _docker_untrusted(tier: Tier, settings: Settings) -> str | None:
+    from bot.backends.docker_options import untrusted
+
+    return untrusted(tier, settings)
 
 
 PROVIDED: dict[str, Provided] = {
-    "local": Provided(missing=_nothing_missing, build=_local, untrusted=_local_untrusted)
+    "local": Provided(missing=_nothing_missing, build=_local, untrusted=_local_untrusted),
+    "docker": Provided(
+        missing=_docker_missing, build=_docker, untrusted=_docker_untrusted, reap=_docker_reap
+    ),
 }
 
 
@@ -121,3 +158,14 @@ def backend_for(tier: Tier, settings: Settings) -> Backend:
     if reason is not None:  # a run queued before its backend went away (or before tierbot checked)
         raise TierUnavailable(f"Tier {tier.name!r} is unavailable: {reason}.")
     return PROVIDED[tier.backend].build(settings)
+
+
+def reap(tiers: TierSet, settings: Settings, is_running: IsRunning) -> dict[str, object]:
+    """Every backend's reaper over its tiers: nothing of tierbot's outlives its run, even when the bot
+    that started it crashed. What each removed (or why it could not), by engine."""
+    done: dict[str, object] = {}
+    for name, provided in PROVIDED.items():
+        mine = [tier for tier in tiers.tiers if tier.backend == name]
+        if provided.reap is not None and mine:
+            done |= provided.reap(mine, settings, is_running)
+    return done

@@ -20,6 +20,7 @@ from sqlalchemy import make_url
 
 from bot import __version__
 from bot.errors import TierbotError
+from bot.forks import forks_summary
 from bot.github.signature import sign
 from bot.hardening import harden
 from bot.settings import Settings
@@ -75,6 +76,7 @@ def start_summary(settings: Settings, tiers: TierSet, workers: int) -> list[str]
         f"Slack: {_slack_door(settings)}",
         f"Database: {database}",
         *_tier_lines(tiers),
+        f"Forks: {forks_summary(tiers, settings)}",
         f"Workers: {_workers(workers)}",
         f"Reports: {reports}",
     ]

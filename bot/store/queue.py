@@ -165,6 +165,14 @@ class Queue:
         self.on_change(ids)
         return ids
 
+    def is_running(self, run_id: int) -> bool:
+        """Whether a worker holds the run now (its lease is fresh): what a backend's reaper leaves alone."""
+        with self.db.session() as s:
+            held = select(Run.id).where(
+                Run.id == run_id, Run.state == RunState.running, Run.lease_expires_at >= utcnow()
+            )
+            return s.scalar(held) is not None
+
     def recover(self, kill: Callable[[Run], None]) -> list[Run]:
         """Requeue or fail the runs whose worker stopped heartbeating. `kill` ends orphaned processes."""
         with self.db.exclusive() as s:

@@ -1,0 +1,128 @@
+"""The terminal door, as a user meets it: real `tierbot` processes against a temporary data dir."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ..conftest import GitRepo
+from ..fakes.cli import UNAVAILABLE_TIERS
+
+
+def test_compare_prints_verdict_and_reuses_baseline(tierbot, simple_repo: GitRepo):
+    first = tierbot("compare", "better", "--repo", str(simple_repo))
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "CHANGED" in first.stdout and "accuracy" in first.stdout
+    assert "Full report:" in first.stdout
+    second = tierbot("compare", "worse", "--repo", str(simple_repo))
+    assert second.returncode == 1, "a failing verdict exits 1"
+    assert "FAIL" in second.stdout
+    assert "reused" in second.stdout
+
+
+def test_compare_json(tierbot, simple_repo: GitRepo):
+    done = tierbot("compare", "better", "--repo", str(simple_repo), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "changed"
+
+
+def test_run_defaults_to_the_current_branch_and_reports_a_crash(tierbot, simple_repo: GitRepo):
+    simple_repo.branch("crash")
+    simple_repo.commit({"make.py": "print('about to fail')\nraise SystemExit(4)\n"})
+    done = tierbot("run", cwd=simple_repo.path)
+    assert done.returncode == 1
+    assert "crash @" in done.stdout
+    assert "exit code 4" in done.stdout and "about to fail" in done.stdout
+    listing = tierbot("runs")
+    assert "failed" in listing.stdout and "crash" in listing.stdout
+    shown = tierbot("show", "1")
+    assert "exit code 4" in shown.stdout
+
+
+def test_user_errors_are_one_clear_line(tierbot, simple_repo: GitRepo):
+    done = tierbot("run", "beter", "--repo", str(simple_repo))
+    assert done.returncode == 2
+    assert "error:" in done.stderr and "better" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = tierbot("run", "main", "--repo", str(simple_repo), "--tier", "huge")
+    assert done.returncode == 2 and "There is no tier 'huge'" in done.stderr
+    done = tierbot("show", "42")
+    assert done.returncode == 2 and "There is no run 42" in done.stderr
+
+
+def test_cancel_a_queued_run(tierbot, simple_repo: GitRepo):
+    assert tierbot("run", "main", "--repo", str(simple_repo), "--no-wait").returncode == 0
+    done = tierbot("cancel", "1")
+    assert done.returncode == 0 and "cancelled" in done.stdout
+    assert "cancelled" in tierbot("show", "1").stdout
+
+
+def test_tiers_and_schema(tierbot):
+    assert "local" in tierbot("tiers").stdout
+    schema = json.loads(tierbot("schema").stdout)
+    assert schema["title"] == "tierbot.yaml"
+
+
+def test_a_local_repository_is_stored_absolute_and_found_by_a_worker_started_elsewhere(
+    tierbot, cli_env, settings, simple_repo: GitRepo, tmp_path: Path
+):
+    (tmp_path / "link").symlink_to(simple_repo.path)
+    assert tierbot("run", "main", "--no-wait", cwd=simple_repo.path).returncode == 0  # --repo . (default)
+    assert tierbot("run", "better", "--no-wait", "--repo", "link", cwd=tmp_path).returncode == 0
+    real = str(simple_repo.path.resolve())
+    assert all(real in tierbot("show", run).stdout for run in ("1", "2"))
+    assert tierbot("runs", env={"COLUMNS": "400"}).stdout.count(real) == 2
+
+    # Another repository where the worker starts: "." resolved there would run the wrong code.
+    elsewhere = GitRepo(tmp_path / "elsewhere")
+    elsewhere.commit({"tierbot.yaml": "name: other\nrun: {command: exit 9, outputs: out}\n"})
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot", "worker"], env=cli_env, cwd=elsewhere.path, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while any(state in (listing := tierbot("runs").stdout) for state in ("queued", "running")):
+            assert time.monotonic() < deadline, listing
+            time.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=60)
+    for run, accuracy in ((1, "0.9"), (2, "0.95")):
+        shown = tierbot("show", str(run)).stdout
+        assert "succeeded" in shown and "metrics.json" in shown, shown
+        assert f"done, accuracy {accuracy}" in (settings.logs_dir / f"run-{run}.log").read_text()
+
+
+def test_owner_name_and_urls_are_stored_as_given(tierbot, simple_repo: GitRepo, tmp_path: Path):
+    bare = tmp_path / "git" / "acme" / "models.git"
+    subprocess.run(["git", "clone", "-q", "--bare", str(simple_repo.path), str(bare)], check=True)
+    env = {"TIERBOT_GIT_URL_TEMPLATE": f"file://{tmp_path}/git/{{full_name}}.git"}
+    for run, repository in enumerate(("acme/models", bare.as_uri()), start=1):
+        queued = tierbot("run", "main", "--no-wait", "--repo", repository, cwd=tmp_path, env=env)
+        assert queued.returncode == 0, queued.stderr
+        assert f" · {repository} · main @ " in tierbot("show", str(run)).stdout
+
+
+def test_a_tier_this_installation_cannot_run_is_marked_and_refused_before_queueing(
+    tierbot, simple_repo: GitRepo, tmp_path: Path
+):
+    tiers_file = tmp_path / "tiers.yaml"
+    tiers_file.write_text(UNAVAILABLE_TIERS)
+    env = {"TIERBOT_TIERS_FILE": str(tiers_file)}
+    reason = "backend sagemaker is not provided by this installation yet"
+    listed = tierbot("tiers", env=env)
+    assert listed.returncode == 0 and f"Tier gpu-small is unavailable: {reason}." in listed.stdout
+    refused = tierbot("run", "main", "--repo", str(simple_repo), "--tier", "gpu-small", env=env)
+    assert refused.returncode == 2
+    assert f"Tier 'gpu-small' is unavailable: {reason}. Tiers you may use: local." in refused.stderr
+    assert "main @" not in tierbot("runs", env=env).stdout  # nothing was queued
+
+    gpu_small_default = UNAVAILABLE_TIERS.replace("    default: true\n", "") + "    default: true\n"
+    tiers_file.write_text(gpu_small_default)
+    listed = tierbot("tiers", env=env)
+    assert f"The default tier gpu-small is unavailable: {reason}." in listed.stdout
+    refused = tierbot("run", "main", "--repo", str(simple_repo), env=env)
+    assert refused.returncode == 2
+    assert f"The default tier 'gpu-small' is unavailable: {reason}" in refused.stderr
