@@ -9,10 +9,10 @@ import hashlib
 import json
 import re
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Annotated, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bot.errors import SpecInvalid
 from bot.yamlmodel import load_model, yaml_mapping
@@ -81,7 +81,9 @@ class MetricRule(_Strict):
         None, description="Which way is better; without it changes are shown but never judged."
     )
     max_regression: Threshold | None = Field(
-        None, description="Fail when the metric gets worse by more than this: 0.01 (absolute) or '2%'."
+        None,
+        description="Fail when the metric gets worse by more than this: 0.01 (absolute) or '2%'.",
+        examples=[0.01, "2%"],
     )
 
     @field_validator("max_regression")
@@ -120,9 +122,19 @@ class Tolerance(_Strict):
     rel: float = Field(0.0, ge=0, description="Relative tolerance, as a fraction of main's value.")
 
 
+def _one_or_more(value: object) -> object:
+    """`key: id` is `key: [id]`: one column needs no brackets."""
+    return [value] if isinstance(value, str) else value
+
+
+Columns = Annotated[list[str], BeforeValidator(_one_or_more, json_schema_input_type=str | list[str])]
+
+
 class TableFile(_Strict):
     file: str = Field(description="Table among the outputs (CSV, TSV, Parquet, JSON Lines).")
-    key: list[str] = Field(default_factory=list, description="Key columns; detected when empty.")
+    key: Columns = Field(
+        default_factory=list, description="Key column (`id`) or columns (`[id, day]`); detected when empty."
+    )
     tolerance: Tolerance = Field(default_factory=Tolerance, description="Default numeric tolerance.")
     columns: dict[str, Tolerance] = Field(default_factory=dict, description="Tolerance per column.")
 

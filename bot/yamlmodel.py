@@ -1,7 +1,10 @@
 """Validate YAML documents against pydantic models with errors that name the file, the line and the field.
 
 PyYAML's composer keeps the position of every node; pydantic reports the location of every error as a
-path of keys and indices. Walking that path through the node tree gives the line to blame.
+path of keys and indices. Walking that path through the node tree gives the line to blame. Walking it
+through the model gives what may be written there, so each message is said in the words of the person who
+wrote the file (`bot.yaml_errors`: `must be a mapping with command and outputs, not 'python train.py'`,
+`unknown field; did you mean compare?`), never in pydantic's (`instance of RunSection`).
 
 These documents come from users, some untrusted (a fork's tierbot.yaml is read before anyone approves it),
 so the loader is bounded before it builds anything: a size cap, no aliases, a nesting cap. An alias makes
@@ -19,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from bot.errors import SpecInvalid
 from bot.units import format_size
+from bot.yaml_errors import dotted, explain, line_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -73,13 +77,11 @@ def load_model(model: type[M], text: str, filename: str) -> M:
     except ValidationError as exc:
         with _bounded(text, filename) as loader:
             node = loader.get_single_node()
-        problems = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            field = _dotted(loc) or "(top level)"
-            line = _line_of(node, loc)
-            problems.append(f"{filename}:{line}: {field}: {_message(err)}")
-        raise SpecInvalid(filename, problems) from None
+        problems = [
+            f"{filename}:{line_of(node, path)}: {dotted(path) or '(top level)'}: {message}"
+            for path, message in explain(model, data, node, exc.errors(include_url=False))
+        ]
+        raise SpecInvalid(filename, list(dict.fromkeys(problems))) from None
 
 
 def yaml_mapping(text: str, filename: str = "tierbot.yaml") -> dict[str, Any]:
@@ -97,42 +99,3 @@ def yaml_mapping(text: str, filename: str = "tierbot.yaml") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecInvalid(filename, [f"{filename}:1: the document must be a mapping of settings"])
     return data
-
-
-def _message(err: dict[str, Any]) -> str:
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        return "unknown field (check the spelling; `tierbot schema` lists the fields)"
-    return msg.removeprefix("Value error, ")
-
-
-def _dotted(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _line_of(node: yaml.Node | None, loc: tuple) -> int:
-    """The 1-based line of the deepest node on `loc` that exists in the document."""
-    if node is None:
-        return 1
-    line = node.start_mark.line + 1
-    for part in loc:
-        child = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if key.value == str(part):
-                    child = value
-                    line = key.start_mark.line + 1
-                    break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            child = node.value[part]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line

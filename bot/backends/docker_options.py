@@ -11,6 +11,9 @@ installations that may not have the `tierbot[docker]` extra, and must answer in 
 
 from __future__ import annotations
 
+import os
+import re
+import ssl
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -19,6 +22,7 @@ from bot.errors import TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
 from bot.units import format_size, parse_size
+from bot.yaml_errors import in_words
 
 if TYPE_CHECKING:
     import docker
@@ -27,6 +31,9 @@ LABEL_RUN = "tierbot.run"
 LABEL_INSTANCE = "tierbot.instance"
 PING_SECONDS = 3.0  # `missing` must stay quick even when a remote engine is down
 NOT_INSTALLED = "the docker Python package is not installed (pip install 'tierbot[docker]')"
+# The alerts an engine sends a client whose certificate it refuses: OpenSSL's (unknown ca), Go's (bad
+# certificate; certificate required, in TLS 1.3, when there is none).
+CLIENT_REFUSED = re.compile(r"ALERT_(BAD_CERTIFICATE|CERTIFICATE_REQUIRED|UNKNOWN_CA|ACCESS_DENIED)")
 
 
 class DockerOptionsInvalid(TierbotError):
@@ -91,7 +98,7 @@ def options_of(tier: Tier) -> DockerOptions:
     try:
         options = DockerOptions.model_validate(tier.backend_options)
     except ValidationError as exc:
-        problems = "; ".join(_problem(error) for error in exc.errors())
+        problems = "; ".join(in_words(DockerOptions, tier.backend_options, exc))
         raise DockerOptionsInvalid(f"tier {tier.name!r} has invalid backend_options: {problems}") from None
     if bool(options.tls_client_cert) != bool(options.tls_client_key):
         raise DockerOptionsInvalid(
@@ -100,25 +107,62 @@ def options_of(tier: Tier) -> DockerOptions:
     return options
 
 
-def _problem(error: dict) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "backend_options"
-    if error["type"] == "extra_forbidden":
-        return f"{where} is not a docker option (known: {', '.join(DockerOptions.model_fields)})"
-    return f"{where}: {error['msg']}"
-
-
 def engine(options: DockerOptions, timeout: float) -> docker.DockerClient:
     """A client of the tier's engine. Raises EngineUnreachable (with the reason) when it does not answer:
     the SDK asks the engine for its API version as it connects."""
     import docker
+    import requests
 
+    seconds = int(timeout) or 1
     try:
         if options.docker_host is None:
-            return docker.from_env(timeout=int(timeout) or 1)
-        tls = _tls(options) if options.uses_tls else None
-        return docker.DockerClient(base_url=options.docker_host, tls=tls, timeout=int(timeout) or 1)
-    except docker.errors.DockerException as exc:
-        raise EngineUnreachable(f"{options.engine_name} cannot be reached: {_short(exc)}") from None
+            return docker.from_env(timeout=seconds)
+        if not options.uses_tls:
+            return docker.DockerClient(base_url=options.docker_host, timeout=seconds)
+        _tls_files(options)
+        return _tls_engine(options, seconds)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineUnreachable(_unreachable(options, exc)) from None
+
+
+def _tls_files(options: DockerOptions) -> None:
+    """Each TLS file the tier names is there (the SDK's own complaint names none of them)."""
+    for option in ("tls_ca_cert", "tls_client_cert", "tls_client_key"):
+        path = getattr(options, option)
+        if path is not None and not os.path.isfile(path):
+            raise EngineUnreachable(f"{options.engine_name} cannot be used: {option} {path} is not a file")
+
+
+def _tls_engine(options: DockerOptions, seconds: int) -> docker.DockerClient:
+    """A client of a TCP engine over TLS that trusts what the tier says.
+
+    Why not the SDK's client as it comes: requests lets REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE replace a
+    session's CA (psf/requests#3829, docker/docker-py#2433), so with either set, as on many hosts and CI
+    machines, a tier's tls_ca_cert was ignored (its engine refused as untrusted) and tls_verify: false
+    still verified. A tier that names its CA or turns verification off is therefore deaf to the
+    environment, except for its proxies; one that trusts the system's CAs keeps what the environment
+    says they are. The SDK asks the engine for its API version as it is made, before its session can be
+    told, so a first client, on the oldest version the SDK speaks, asks in its place."""
+    import docker
+    import requests
+
+    tls = _tls(options)
+
+    def client(version: str) -> docker.DockerClient:
+        made = docker.DockerClient(base_url=options.docker_host, tls=tls, timeout=seconds, version=version)
+        if made.api.verify is not True:
+            made.api.proxies = requests.utils.get_environ_proxies(made.api.base_url)
+            made.api.trust_env = False
+        return made
+
+    probe = client(docker.constants.MINIMUM_DOCKER_API_VERSION)
+    try:
+        version = probe.api.version(api_version=False).get("ApiVersion")
+    finally:
+        probe.close()
+    if not isinstance(version, str):
+        raise docker.errors.DockerException("its /version has no ApiVersion: is it a Docker Engine?")
+    return client(version)
 
 
 def _tls(options: DockerOptions) -> docker.tls.TLSConfig:
@@ -129,6 +173,61 @@ def _tls(options: DockerOptions) -> docker.tls.TLSConfig:
     if options.tls_verify:  # against the given CA, else the system's
         verify = options.tls_ca_cert or True
     return docker.tls.TLSConfig(client_cert=client_cert, ca_cert=options.tls_ca_cert, verify=verify)
+
+
+def _unreachable(options: DockerOptions, exc: BaseException) -> str:
+    """Why the engine cannot be used, in the tier's terms. The SDK's text nests the whole request around
+    OpenSSL's few words, so a TLS failure is told as who refused whom, and which option to look at."""
+    name = options.engine_name
+    failure = _tls_failure(exc) if options.uses_tls else None
+    if failure is None:
+        return f"{name} cannot be reached: {_short(exc)}"
+    said = _ssl_words(failure)
+    if isinstance(failure, ssl.SSLCertVerificationError):
+        against = f"tls_ca_cert {options.tls_ca_cert}" if options.tls_ca_cert else "the system's CAs"
+        return f"{name} is not trusted: its TLS certificate did not verify against {against} ({said})"
+    if isinstance(failure, ssl.SSLEOFError | ConnectionResetError) or CLIENT_REFUSED.search(
+        getattr(failure, "reason", None) or ""
+    ):
+        # An engine that verifies clients (Docker's --tlsverify) alerts or hangs up on one it does not
+        # trust; with TLS 1.3 that happens after the client thinks the handshake is done, so the alert
+        # may be lost in the hang-up, and both mean the same.
+        if options.tls_client_cert is None:
+            hint = "the tier gives no client certificate (backend_options tls_client_cert, tls_client_key)"
+        else:
+            hint = f"is tls_client_cert {options.tls_client_cert} signed by the CA the engine trusts?"
+        return (
+            f"{name} refused the TLS handshake ({said}): an engine with --tlsverify accepts only a client "
+            f"certificate signed by its CA; {hint}"
+        )
+    return f"{name}: the TLS handshake failed ({said})"
+
+
+def _tls_failure(exc: BaseException) -> ssl.SSLError | ConnectionResetError | None:
+    """The socket's own error inside the SDK's and requests' wrappers, if TLS (or the peer) cut it."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError | ConnectionResetError):
+            return current
+        nested = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        todo.extend(inner for inner in nested if isinstance(inner, BaseException))
+    return None
+
+
+def _ssl_words(failure: OSError) -> str:
+    """OpenSSL's own words, without its source location: "tlsv13 alert certificate required"; or that
+    the engine hung up (OpenSSL's "EOF occurred in violation of protocol")."""
+    if isinstance(failure, ssl.SSLCertVerificationError) and failure.verify_message:
+        return f"certificate verify failed: {failure.verify_message}"
+    if isinstance(failure, ssl.SSLEOFError | ConnectionResetError):
+        return "it hung up"
+    text = failure.strerror or str(failure)
+    return re.sub(r"^\[[^\]]*\] | \(_ssl\.c:\d+\)$", "", text)
 
 
 def _short(exc: BaseException) -> str:

@@ -5,10 +5,9 @@ tierbot.yaml's `compare` section (`--config`) and from options: `--ignore` and `
 file's lists; `--key`, `--abs` and `--rel` apply to tables the file does not list, and `--abs`/`--rel`
 to JSON documents it does not list. Entries that are not read (links out of a directory, FIFOs...) are
 listed as problems, as for runs, and make the verdict at least `changed`; they never refuse the request.
-Exit status: 1 on a failing verdict, 2 when the request is wrong.
+Exit status (`bot.cli.outcome`): 1 on a failing verdict, 2 when the request is wrong.
 """
 
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from bot.cli.outcome import CliOutput, ComparisonDoc, verdict_exit
 from bot.compare import Comparison, Options, compare_outputs
 from bot.compare.files import kind_by_name
 from bot.errors import TierbotError
@@ -29,8 +29,7 @@ from bot.render.templates import term_text
 from bot.render.terminal import render_terminal
 from bot.render.view import ReportContext
 from bot.spec import CompareConfig, CompareSection, load_compare_config
-
-EXIT_FAIL = 1  # the verdict is fail (as `tierbot compare`)
+from bot.yaml_errors import in_words
 
 
 class DiffRequestInvalid(TierbotError):
@@ -127,7 +126,7 @@ def compare_section(
     try:
         return CompareSection.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        problems = "; ".join(in_words(CompareSection, data, exc))
         raise DiffRequestInvalid(f"invalid option: {problems}") from None
 
 
@@ -182,12 +181,22 @@ def diff(
     context = ReportContext(
         experiment=settings.name or "tierbot diff", head_label=str(new), base_label=str(old), tier="—"
     )
+    status = verdict_exit(comparison)
     if as_json:
-        sys.stdout.write(comparison.model_dump_json(indent=2) + "\n")
+        report = str(html) if html is not None else None
+        document = ComparisonDoc(
+            id=None,
+            state="done",
+            verdict=comparison.verdict,
+            reason=None,
+            report_path=report,
+            report_url=None,
+            result=comparison,
+        )
+        print(CliOutput(command="diff", exit_code=status, comparison=document).model_dump_json(indent=2))
     else:
         render_terminal(comparison, context, Console())
     if html is not None and artifacts is not None:
         _write_html(html, comparison, context, artifacts)
         Console(stderr=as_json).print(f"HTML report: {term_text(html)}", highlight=False)
-    if comparison.verdict == "fail":
-        raise typer.Exit(EXIT_FAIL)
+    raise typer.Exit(status)

@@ -1,6 +1,7 @@
 """Live progress of runs in the terminal, read from the database (so it works whoever runs them). A
 run's last log line is the experiment's to write: it is shown through `term_text`, never obeyed."""
 
+import contextlib
 import threading
 import time
 
@@ -9,6 +10,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 
+from bot.errors import TierbotError
 from bot.pipeline import Pipeline
 from bot.render.templates import clip, term_text
 from bot.store import Run, RunState
@@ -24,10 +26,11 @@ _STATE_STYLE = {
 
 
 def execute_and_watch(
-    pipeline: Pipeline, run_ids: set[int], console: Console, work: bool = True
+    pipeline: Pipeline, run_ids: set[int], console: Console, work: bool = True, cancel: set[int] | None = None
 ) -> list[Run]:
     """Show the runs until they end. With `work`, a worker in this process executes them meanwhile
-    (other workers on the same database may take some first; that is fine)."""
+    (other workers on the same database may take some first; that is fine). Ctrl-C cancels the runs
+    of `cancel` (default: all of them) and waits for them to stop; a second Ctrl-C stops waiting."""
     stop = threading.Event()
     thread = None
     if work:
@@ -35,18 +38,30 @@ def execute_and_watch(
         thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True, name="cli-worker")
         thread.start()
     try:
-        with Live(console=console, refresh_per_second=8, transient=not console.is_terminal) as live:
-            while True:
-                runs = [pipeline.run(i) for i in sorted(run_ids)]
-                live.update(_table(pipeline, runs))
-                if all(r.run_state.terminal for r in runs):
-                    break
-                time.sleep(0.1)  # a database read; quick enough to not delay the end of a run
+        try:
+            return _watch(pipeline, run_ids, console)
+        except KeyboardInterrupt:
+            ours = sorted(run_ids if cancel is None else cancel)
+            which = ", ".join(map(str, ours))
+            console.print(f"[yellow]Interrupted: cancelling run(s) {which}[/] (Ctrl-C again to stop waiting)")
+            for run_id in ours:
+                with contextlib.suppress(TierbotError):  # it ended meanwhile
+                    pipeline.queue.cancel(run_id)
+            return _watch(pipeline, set(ours), console)
     finally:
         stop.set()
         if thread:
             thread.join()
-    return runs
+
+
+def _watch(pipeline: Pipeline, run_ids: set[int], console: Console) -> list[Run]:
+    with Live(console=console, refresh_per_second=8, transient=not console.is_terminal) as live:
+        while True:
+            runs = [pipeline.run(i) for i in sorted(run_ids)]
+            live.update(_table(pipeline, runs))
+            if all(r.run_state.terminal for r in runs):
+                return runs
+            time.sleep(0.1)  # a database read; quick enough to not delay the end of a run
 
 
 def _table(pipeline: Pipeline, runs: list[Run]) -> Table:

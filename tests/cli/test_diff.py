@@ -1,7 +1,6 @@
 """`tierbot diff OLD NEW` as users run it: `python -m bot diff` in a subprocess, on real directories."""
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +11,7 @@ from bot.cli.diff import compare_section
 from bot.compare.files import kind_by_name
 from bot.spec import CompareSection, load_compare_config
 
-from ..fakes.cli import stderr_of, tierbot_diff
+from ..fakes.cli import diff_result, stderr_of, tierbot_diff
 
 CONFIG = """\
 name: iris
@@ -90,7 +89,7 @@ def test_json_output_is_the_comparison_and_nothing_else(tmp_path):
     old, new = outputs(tmp_path)
     done = tierbot_diff(old, new, "--config", "tierbot.yaml", "--json", "--abs", "1e-3", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
-    result = json.loads(done.stdout)
+    result = diff_result(done)
     assert result["verdict"] == "fail"
     assert {f["path"]: f["kind"] for f in result["files"]} == {
         "config.json": "json",
@@ -109,11 +108,11 @@ def test_html_report_with_diff_pictures(tmp_path):
     old, new = outputs(tmp_path)
     done = tierbot_diff(old, new, "--html", "out/report.html", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    json.loads(done.stdout)  # the message about the report went to stderr
+    diff_result(done)  # the message about the report went to stderr
     assert "out/report.html" in stderr_of(done)
     page = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "CHANGED" in page and "config.json" in page
-    (image,) = json.loads(done.stdout)["images"]
+    (image,) = diff_result(done)["images"]
     assert (tmp_path / "out" / "report_files" / image["diff_image"]).is_file()
 
 
@@ -121,7 +120,7 @@ def test_two_files_are_named_by_the_new_one(tmp_path):
     write(tmp_path, {"a/run1.yaml": "lr: 0.1\nseed: 1\n", "b/run2.yaml": "lr: 0.2\nseed: 1\n"})
     done = tierbot_diff("a/run1.yaml", "b/run2.yaml", "--json", "--html", "new/dir/r.html", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = diff_result(done)
     assert [(f["path"], f["summary"]) for f in result["files"]] == [("run2.yaml", "1 value changed")]
     assert "run2.yaml" in (tmp_path / "new" / "dir" / "r.html").read_text(encoding="utf-8")
 
@@ -130,7 +129,7 @@ def test_options_ignore_and_mask(tmp_path):
     write(tmp_path / "old", {"a.log": "took 5 apples\n", "tmp/x.bin": b"1"})
     write(tmp_path / "new", {"a.log": "took 7 apples\n", "tmp/x.bin": b"2"})
     done = tierbot_diff("old", "new", "--ignore", "tmp/*", "--mask", r"\d+ apples", "--json", cwd=tmp_path)
-    result = json.loads(done.stdout)
+    result = diff_result(done)
     assert {f["path"]: f["status"] for f in result["files"]} == {"a.log": "changed", "tmp/x.bin": "ignored"}
     assert result["files"][0]["summary"] == "only volatile tokens differ"
 
@@ -174,7 +173,7 @@ def test_link_out_of_the_directory_is_a_problem_not_a_refusal(tmp_path):
     write(tmp_path, {"old/a.txt": "x", "new/a.txt": "x", "secret.txt": "s"})
     (tmp_path / "new" / "leak.txt").symlink_to(tmp_path / "secret.txt")
     done = tierbot_diff("old", "new", "--json", cwd=tmp_path)
-    comparison = json.loads(done.stdout)
+    comparison = diff_result(done)
     assert done.returncode == 0 and comparison["verdict"] == "changed"  # nothing else differs
     (problem,) = comparison["problems"]
     assert problem["path"] == "leak.txt" and problem["skipped"]

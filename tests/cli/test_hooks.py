@@ -36,3 +36,13 @@ def test_install_refuses_to_clobber_a_foreign_hook(pushing, simple_repo: GitRepo
     assert refused.returncode == 2 and "--force" in refused.stderr
     assert pushing("tierbot", "hooks", "install", "--force").returncode == 0
     assert "tierbot pre-push hook" in hook.read_text()
+
+
+def test_a_branch_whose_experiment_crashes_is_blocked_too(pushing, simple_repo):
+    simple_repo.branch("crash")
+    simple_repo.commit({"make.py": "raise SystemExit('boom')\n"}, "crash")
+    assert pushing("tierbot", "hooks", "install", "--block-on-fail").returncode == 0
+    blocked = pushing("git", "push", "-q", "origin", "crash")
+    assert blocked.returncode != 0
+    assert "push blocked: the comparison or the experiment failed" in blocked.stderr
+    assert not remote_has(pushing, "crash")

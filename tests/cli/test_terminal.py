@@ -1,6 +1,7 @@
 """The terminal door, as a user meets it: real `tierbot` processes against a temporary data dir."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..conftest import GitRepo
-from ..fakes.cli import UNAVAILABLE_TIERS
+from ..fakes.cli import UNAVAILABLE_TIERS, json_document
 
 
 def test_compare_prints_verdict_and_reuses_baseline(tierbot, simple_repo: GitRepo):
@@ -22,17 +23,42 @@ def test_compare_prints_verdict_and_reuses_baseline(tierbot, simple_repo: GitRep
     assert "reused" in second.stdout
 
 
-def test_compare_json(tierbot, simple_repo: GitRepo):
+def test_compare_json_is_one_document_with_runs_comparison_and_numbers(tierbot, simple_repo: GitRepo):
     done = tierbot("compare", "better", "--repo", str(simple_repo), "--json")
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["verdict"] == "changed"
+    document = json_document(done)
+    assert (document["command"], document["tierbot"]) == ("compare", 1)
+    head, base = document["runs"]
+    better = simple_repo.git("rev-parse", "better")
+    assert (head["role"], head["ref"], head["sha"]) == ("head", "better", better)
+    assert head["tree"] == simple_repo.git("rev-parse", "better^{tree}") and head["tier"] == "local"
+    assert (base["role"], base["reused"], base["exit_code"]) == ("baseline", False, 0)
+    comparison = document["comparison"]
+    assert (comparison["state"], comparison["verdict"]) == ("done", "changed")
+    assert Path(comparison["report_path"]).is_file() and comparison["report_url"] is None
+    (accuracy,) = [m for m in comparison["result"]["metrics"] if m["name"] == "accuracy"]
+    assert (accuracy["base"], accuracy["head"]) == (0.9, 0.95)  # numbers as numbers
+    again = json_document(tierbot("compare", "worse", "--repo", str(simple_repo), "--json"))
+    verdict, reused = again["comparison"]["verdict"], again["runs"][1]["reused"]
+    assert (again["exit_code"], verdict, reused) == (1, "fail", True)
+
+
+def test_run_show_and_runs_speak_the_same_json(tierbot, simple_repo: GitRepo):
+    ran = json_document(tierbot("run", "main", "--repo", str(simple_repo), "--json"))
+    (run,) = ran["runs"]
+    assert (ran["command"], ran["exit_code"], ran["comparison"]) == ("run", 0, None)
+    assert run["state"] == "succeeded"
+    (shown,) = json_document(tierbot("show", str(run["id"]), "--json"))["runs"]
+    assert {o["path"] for o in shown["outputs"]} == {"metrics.json", "notes.txt"}
+    assert shown["reports"] == [] and shown["sha"] == run["sha"]
+    assert json_document(tierbot("runs", "--json"))["runs"] == [run]
 
 
 def test_run_defaults_to_the_current_branch_and_reports_a_crash(tierbot, simple_repo: GitRepo):
     simple_repo.branch("crash")
     simple_repo.commit({"make.py": "print('about to fail')\nraise SystemExit(4)\n"})
     done = tierbot("run", cwd=simple_repo.path)
-    assert done.returncode == 1
+    assert done.returncode == 3, "the experiment itself failed"
     assert "crash @" in done.stdout
     assert "exit code 4" in done.stdout and "about to fail" in done.stdout
     listing = tierbot("runs")
@@ -63,6 +89,68 @@ def test_tiers_and_schema(tierbot):
     assert "local" in tierbot("tiers").stdout
     schema = json.loads(tierbot("schema").stdout)
     assert schema["title"] == "tierbot.yaml"
+
+
+def test_the_json_shape_is_documented_in_the_repository(tierbot):
+    """schemas/cli-output.schema.json is what `tierbot schema --output` prints (UPDATE_GOLDEN=1 rewrites
+    it after a deliberate change of the shape)."""
+    printed = tierbot("schema", "--output").stdout
+    committed = Path(__file__).parents[2] / "schemas" / "cli-output.schema.json"
+    if os.environ.get("UPDATE_GOLDEN"):
+        committed.write_text(printed)
+    assert json.loads(printed) == json.loads(committed.read_text())
+    assert json.loads(printed)["title"] == "CliOutput"
+
+
+SLOW = "import time\nprint('started', flush=True)\ntime.sleep(120)\n"
+
+
+def test_ctrl_c_cancels_the_commands_runs_and_exits_4(tierbot, cli_env, simple_repo: GitRepo):
+    simple_repo.branch("slow")
+    simple_repo.commit({"make.py": SLOW})
+    running = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run", "slow", "--repo", str(simple_repo), "--json"],
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_until_running(tierbot, 1)
+        running.send_signal(signal.SIGINT)
+        out, _ = running.communicate(timeout=60)
+    finally:
+        running.kill()
+    assert running.returncode == 4
+    (run,) = json.loads(out)["runs"]
+    assert (run["state"], run["reason"]) == ("cancelled", "cancelled")
+
+
+def test_a_run_cancelled_elsewhere_exits_4(tierbot, cli_env, simple_repo: GitRepo):
+    simple_repo.branch("slow")
+    simple_repo.commit({"make.py": SLOW})
+    running = subprocess.Popen(
+        [sys.executable, "-m", "bot", "compare", "slow", "--repo", str(simple_repo)],
+        env=cli_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_until_running(tierbot, 1)
+        assert tierbot("cancel", "1").returncode == 0
+        assert running.wait(timeout=60) == 4
+    finally:
+        running.kill()
+
+
+def _wait_until_running(tierbot, run_id: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        done = tierbot("show", str(run_id), "--json")
+        if done.returncode == 0 and json_document(done)["runs"][0]["state"] == "running":
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never started")
 
 
 def test_a_local_repository_is_stored_absolute_and_found_by_a_worker_started_elsewhere(

@@ -64,8 +64,8 @@ def test_a_base_image_the_engine_lacks_makes_the_tier_unavailable(engine, docker
 def test_bad_options_are_named(docker_free_settings):
     reason = availability(docker_tier(network="wifi", imagee="x"), docker_free_settings)
     assert reason.startswith("tier 'box' has invalid backend_options: ")
-    assert "network: Input should be 'none', 'bridge' or 'host'" in reason
-    assert "imagee is not a docker option (known: image, network, " in reason
+    assert "network: must be 'none', 'bridge' or 'host', not 'wifi'" in reason
+    assert "imagee: unknown field; did you mean image?" in reason
     half_tls = docker_tier(docker_host="tcp://h:2376", tls_client_cert="/c.pem")
     assert availability(half_tls, docker_free_settings).endswith(
         "tls_client_cert and tls_client_key go together"

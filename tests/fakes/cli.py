@@ -4,6 +4,7 @@ starts them, against the test's data dir; the pre-push hook on a real remote; a 
 Fixtures: `cli_env`, `tierbot`, `pushing`.
 """
 
+import json
 import os
 import shlex
 import signal
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jsonschema
 import pytest
 
 from ..conftest import GitRepo
@@ -145,3 +147,20 @@ def wait_healthy(served: Served, timeout: float = 60) -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.2)
+
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "cli-output.schema.json").read_text())
+
+
+def json_document(done: subprocess.CompletedProcess[str]) -> dict:
+    """The one `--json` document a command printed: valid against the schema in the repository, and
+    saying the exit status the process ended with."""
+    document = json.loads(done.stdout)
+    jsonschema.validate(document, SCHEMA)
+    assert document["exit_code"] == done.returncode
+    return document
+
+
+def diff_result(done: subprocess.CompletedProcess[str]) -> dict:
+    """The comparison's result in `tierbot diff --json`'s document."""
+    return json_document(done)["comparison"]["result"]

@@ -18,7 +18,7 @@ def test_a_broken_spec_fails_the_check_and_the_fix_reuses_comment_and_check_name
     (check,) = fake.checks_for(REPO, broken)
     assert (check.name, check.status, check.conclusion) == ("tierbot: simple (local)", "completed", "failure")
     assert check.output["title"].startswith("Not started: tierbot.yaml")
-    where = f"tierbot.yaml ({broken[:7]}):9: compare.metrics[0].metrics.accuracy.direction: Input should"
+    where = f"tierbot.yaml ({broken[:7]}):9: compare.metrics[0].metrics.accuracy.direction: must be"
     assert where in check.output["summary"] and check.actions == []
     (comment,) = fake.comments_on(REPO, 7)
     assert "direction" in comment.body and "Fix this and push again" in comment.body

@@ -23,7 +23,7 @@ from bot.tiers import load_tiers
 from bot.yamlmodel import MAX_YAML_BYTES
 
 from ..conftest import SIMPLE_SPEC, compare_trees, push_branch
-from ..fakes.cli import serving, stderr_of, tierbot_diff, wait_healthy
+from ..fakes.cli import diff_result, serving, stderr_of, tierbot_diff, wait_healthy
 from ..fakes.github_bot import REPO, SECRET, Bot, open_pull, pull_request, settle
 
 
@@ -126,7 +126,7 @@ def test_tierbot_diff_masks_with_re2(tmp_path: Path):
     done = tierbot_diff("old", "new", "--mask", CATASTROPHIC, "--json", cwd=tmp_path)
     assert time.monotonic() - started < 20  # a fresh interpreter's start included; `re` took minutes
     assert done.returncode == 0, done.stderr
-    (log,) = json.loads(done.stdout)["files"]
+    (log,) = diff_result(done)["files"]
     assert log["summary"] == "only volatile tokens differ"
     done = tierbot_diff("old", "new", "--mask", "(?<=x)y", cwd=tmp_path)
     assert done.returncode == 2 and "uses lookbehind (?<=…), which masks do not support" in stderr_of(done)

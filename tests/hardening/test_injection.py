@@ -231,7 +231,7 @@ def test_the_cli_shows_control_characters_and_obeys_none(tierbot, simple_repo: G
     terminal = {"TTY_COMPATIBLE": "1", "TIERBOT_PROGRESS_SECONDS": "0.2"}
     crashed = tierbot("run", "crash", "--repo", str(simple_repo), env=terminal)
     missing = tierbot("diff", str(tmp_path / "gone\x1b[2J"), str(tmp_path))
-    assert (compared.returncode, shown.returncode, crashed.returncode, missing.returncode) == (0, 0, 1, 2)
+    assert (compared.returncode, shown.returncode, crashed.returncode, missing.returncode) == (0, 0, 3, 2)
     for done in (compared, shown, listed):
         assert not CONTROLS.search(done.stdout + done.stderr), done.stdout + done.stderr
     assert "x␛[2J.txt" in compared.stdout and "x␛[2J.txt" in shown.stdout

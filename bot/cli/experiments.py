@@ -1,0 +1,255 @@
+"""`tierbot run|compare|runs|show|cancel`: the terminal's requests, and what it prints of runs.
+
+Like every door it only builds a RunRequest and hands it to the pipeline; rendering comes from the
+report templates. Whatever it prints that a user or an experiment wrote (refs, reasons, logs, file
+names, errors) goes through `term_text`/`term_lines`: rich markup escaped, control characters shown, so
+no escape sequence of theirs reaches the terminal. With `--json` the one document of `bot.cli.outcome`
+goes to standard output and everything else to standard error; the exit status is the same either way.
+"""
+
+import contextlib
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Column, Table
+
+from bot import wiring
+from bot.cli.outcome import (
+    CliOutput,
+    Exit,
+    comparison_doc,
+    comparison_exit,
+    run_doc,
+    run_exit,
+    shown_run_doc,
+)
+from bot.cli.progress import execute_and_watch
+from bot.compare import Comparison
+from bot.pipeline import Pipeline, Submission
+from bot.render.templates import clip, term_lines, term_text
+from bot.render.terminal import render_terminal
+from bot.request import RunRequest
+from bot.settings import Settings
+from bot.store import ComparisonRecord, Run, RunState
+from bot.units import format_duration, format_size
+
+console = Console()
+err = Console(stderr=True)
+
+
+def repository_option(value: str) -> str:
+    """A local repository as its absolute path, symlinks resolved: the runs are stored with it, and a
+    worker started in another directory must find the same repository. URLs and owner/name stay as given."""
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+RepoOption = Annotated[
+    str,
+    typer.Option("--repo", "-C", help="Repository: path, URL or owner/name.", callback=repository_option),
+]
+TierOption = Annotated[str | None, typer.Option("--tier", "-t", help="Hardware tier (see `tierbot tiers`).")]
+WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="Execute here and wait, or only queue.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document (`tierbot schema --output`) on stdout.")
+]
+RefArgument = Annotated[
+    str | None, typer.Argument(metavar="REF", help="Branch, tag or commit (default: the current branch).")
+]
+
+
+def pipeline() -> Pipeline:
+    return wiring.pipeline(Settings())
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C ends the command with the interrupted status, not click's generic failure."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err.print("[yellow]Interrupted.[/]")
+        raise typer.Exit(Exit.INTERRUPTED) from None
+
+
+def current_ref(repository: str) -> str:
+    """The checked-out branch of a local repository (its commit if detached); HEAD for remote ones."""
+    if not Path(repository).is_dir():
+        return "HEAD"
+    for args in (["symbolic-ref", "--short", "-q", "HEAD"], ["rev-parse", "HEAD"]):
+        done = subprocess.run(["git", "-C", repository, *args], capture_output=True, text=True)
+        if done.returncode == 0 and done.stdout.strip():
+            return done.stdout.strip()
+    return "HEAD"
+
+
+def run(
+    ref: RefArgument = None,
+    repo: RepoOption = ".",
+    tier: TierOption = None,
+    wait: WaitOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the experiment of REF on a tier and store its outputs."""
+    out = err if as_json else console
+    with interruptible():
+        pipe = pipeline()
+        head = pipe.submit(RunRequest(repository=repo, ref=ref or current_ref(repo), tier=tier)).head
+        out.print(
+            f"Queued run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
+        )
+        if wait:
+            (head,) = execute_and_watch(pipe, {head.id}, out)
+            print_run_end(head, out)
+    status = run_exit(head) if wait else Exit.OK
+    if as_json:
+        _print_json(CliOutput(command="run", exit_code=status, runs=[run_doc(head)]))
+    raise typer.Exit(status)
+
+
+def compare(
+    head: RefArgument = None,
+    base: Annotated[
+        str, typer.Option("--base", "-b", metavar="REF", help="Compare against the merge base with REF.")
+    ] = "main",
+    repo: RepoOption = ".",
+    tier: TierOption = None,
+    wait: WaitOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Run REF and its baseline (or reuse a cached baseline), compare their outputs, print the report."""
+    out = err if as_json else console
+    with interruptible():
+        pipe = pipeline()
+        request = RunRequest(repository=repo, ref=head or current_ref(repo), base=base, tier=tier)
+        submission = pipe.submit(request)
+        _print_submission(submission, out)
+        if wait:
+            execute_and_watch(pipe, submission.run_ids, out, cancel=_own_runs(submission))
+    record = pipe.comparison(submission.comparison.id)
+    status = comparison_exit(record) if wait else Exit.OK
+    if as_json:
+        _print_json(_compare_output(pipe, record, submission.baseline_reused, status))
+    elif record.state == "done":
+        result = Comparison.model_validate(record.result)
+        render_terminal(result, pipe.report_context(record), console)
+        console.print(f"\nFull report: {term_text(record.report_path)}")
+    if record.state != "done" and wait:
+        out.print(f"[red]No comparison:[/] {term_lines(record.reason or record.state)}")
+        for run_ in (record.head_run, record.base_run):
+            if run_.state != RunState.succeeded:
+                print_run_end(run_, out)
+    raise typer.Exit(status)
+
+
+def _own_runs(submission: Submission) -> set[int]:
+    """What Ctrl-C cancels: the runs this command queued, not a baseline it joined or reused."""
+    shared = submission.baseline_reused or submission.baseline_joined
+    return {submission.head.id} | (set() if shared else {submission.base.id})
+
+
+def _compare_output(pipe: Pipeline, record: ComparisonRecord, reused: bool, status: Exit) -> CliOutput:
+    url = pipe.report_context(record).report_url if pipe.settings.public_url else None
+    runs = [run_doc(record.head_run), run_doc(record.base_run, reused=reused)]
+    return CliOutput(command="compare", exit_code=status, runs=runs, comparison=comparison_doc(record, url))
+
+
+def _print_json(document: CliOutput) -> None:
+    print(document.model_dump_json(indent=2))
+
+
+def _print_submission(submission: Submission, out: Console) -> None:
+    head, base = submission.head, submission.base
+    out.print(f"Branch run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}")
+    if submission.baseline_reused:
+        out.print(
+            f"Baseline: [green]reused[/] run {base.id} ({term_text(base.ref or '')} @ {base.short_sha}, "
+            f"same tree, spec, environment and tier) — main is not run again"
+        )
+    elif submission.baseline_joined:
+        out.print(f"Baseline: waiting for run {base.id}, already {base.state} for the same tree")
+    else:
+        out.print(
+            f"Baseline run [bold]{base.id}[/]: {term_text(base.ref or '')} @ {base.short_sha} (merge base)"
+        )
+
+
+def print_run_end(run_: Run, out: Console = console) -> None:
+    style = "green" if run_.state == RunState.succeeded else "red"
+    took = f" in {format_duration(run_.command_seconds)}" if run_.command_seconds is not None else ""
+    out.print(f"Run {run_.id} [{style}]{run_.state}[/]{took}: {term_lines(run_.reason or '')}")
+    if run_.state != RunState.succeeded and run_.log_tail:
+        out.print("[dim]Last lines of the log:[/]")
+        out.print(term_lines(run_.log_tail.rstrip()), highlight=False)
+    if run_.log_path:
+        out.print(f"[dim]Log: {term_text(run_.log_path)}[/]")
+
+
+def runs(
+    limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many, newest first.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List recent runs."""
+    listed = pipeline().recent_runs(limit)
+    if as_json:
+        _print_json(CliOutput(command="runs", exit_code=Exit.OK, runs=[run_doc(r) for r in listed]))
+        return
+    # The whole repository, folded if it must be: its end (the repository's name) matters most.
+    repository = Column("repository", overflow="fold")
+    table = Table("id", "state", "role", repository, "ref", "tier", "experiment", "created", "reason")
+    for r in listed:
+        table.add_row(
+            str(r.id),
+            r.state,
+            r.role,
+            term_text(r.repository),
+            term_text(f"{r.ref} @ {r.short_sha}"),
+            r.tier,
+            term_text(r.experiment),
+            r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            term_text(clip(r.reason or "", 60)),
+        )
+    console.print(table)
+
+
+def show(
+    run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run's id (see `tierbot runs`).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one run: its state, reason, where it is reported, outputs and log tail."""
+    pipe = pipeline()
+    r = pipe.run(run_id)
+    outputs, reports = pipe.outputs(run_id), pipe.reports.of_run(run_id)
+    # Its log tail and reason are stored redacted; what else it shows is redacted here when the run is
+    # reported to a door (this output may well be pasted there).
+    say = pipe.redactor if r.report_to else str
+    if as_json:
+        document = CliOutput(command="show", exit_code=Exit.OK, runs=[shown_run_doc(r, outputs, reports)])
+        print(say(document.model_dump_json(indent=2)))
+        return
+    where = say(f"{r.repository} · {r.ref or ''}")
+    console.print(f"[bold]Run {r.id}[/] {r.role} · {term_text(where)} @ {r.sha}")
+    console.print(f"experiment {term_text(r.experiment)} · tier {r.tier} · attempts {r.attempts}")
+    print_run_end(r)
+    for report in reports:
+        if report.synced_version >= report.version:
+            console.print(f"reported to {report.outbox}: up to date")
+        else:
+            trouble = f" ({report.attempts} failed attempts: {report.error})" if report.error else ""
+            console.print(f"[yellow]reported to {report.outbox}: behind{term_text(say(trouble))}[/]")
+    if outputs:
+        table = Table("output", "size", "hash")
+        for o in outputs:
+            table.add_row(term_text(o.path), format_size(o.size), o.hash[:16])
+        console.print(table)
+
+
+def cancel(run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run's id.")]) -> None:
+    """Cancel a queued or running run."""
+    r = pipeline().queue.cancel(run_id)
+    verb = "cancelled" if r.state == RunState.cancelled else "asked its worker to stop it"
+    console.print(f"Run {run_id}: {verb}.")
