@@ -207,10 +207,10 @@ def counts(pipeline) -> dict[str, int]:
 def check_runs(settings, port: int, sent: list[SignedDelivery], concurrency: int) -> bool:
     from sqlalchemy import select
 
-    from bot.pipeline import Pipeline
+    from bot import wiring
     from bot.store import Run
 
-    pipeline = Pipeline(settings)
+    pipeline = wiring.pipeline(settings)  # as `tierbot serve` builds it: the doors plugged in
     started = time.perf_counter()
     handled = handle_all(pipeline, HANDLERS)
     seconds = time.perf_counter() - started
