@@ -1,7 +1,8 @@
 """The one pipeline every door calls: request → queue → run → collect → compare → report.
 
-`submit` turns a RunRequest into queued runs (reusing a cached baseline) and a pending comparison;
-workers execute runs (`bot.worker`), and `settle` compares once both sides have ended.
+`submit` turns a RunRequest into queued runs (reusing a cached baseline, and an earlier run of the same
+tree for the head: `bot.reuse`) and a pending comparison; workers execute runs (`bot.worker`), and
+`settle` compares once both sides have ended.
 """
 
 import contextlib
@@ -9,8 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import xxhash
-from sqlalchemy import case, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import joinedload
 
 from bot import targets
@@ -27,6 +27,7 @@ from bot.render.html import render_html
 from bot.render.run_states import ref_label
 from bot.render.view import ReportContext
 from bot.request import RunRequest
+from bot.reuse import cache_key, cached_baseline, reuse_earlier
 from bot.settings import Settings
 from bot.signed_links import report_url
 from bot.spec import SPEC_FILE, Spec, parse_spec, spec_names
@@ -46,6 +47,11 @@ class Submission:
     comparison: ComparisonRecord | None = None
     baseline_reused: bool = False  # an earlier baseline's outputs are used as they are
     baseline_joined: bool = False  # an identical baseline was already queued or running
+
+    @property
+    def head_reused(self) -> bool:
+        """The head did not run: it took the outcome of an earlier run (`bot.reuse`)."""
+        return self.head.reused_run_id is not None
 
     @property
     def run_ids(self) -> set[int]:
@@ -104,6 +110,7 @@ class Pipeline:
         waiting = not trusted and not self.approvals.approved(request.subject, sha)
         with self.db.session() as s:
             head = self._new_run(s, request, request.ref, sha, spec, tier, role, trusted, waiting)
+            reuse_earlier(s, head, request.fresh)
             if not request.base:
                 submission = Submission(head=head)
             else:
@@ -123,7 +130,7 @@ class Pipeline:
     ) -> Submission:
         """The head's comparison against a baseline: a cached one (reused, or joined while it runs) or
         a new baseline run."""
-        base = self._cached_baseline(s, self._cache_key(request.repository, base_sha, base_spec, tier))
+        base = cached_baseline(s, cache_key(self.code, request.repository, base_sha, base_spec, tier))
         reused = base is not None and base.state == RunState.succeeded
         joined = base is not None and not reused
         if base is None:
@@ -190,24 +197,6 @@ class Pipeline:
             )
         return parse_spec(text, f"{SPEC_FILE} ({ref_label(ref, sha)})")
 
-    def _cache_key(self, repo: str, sha: str, spec: Spec, tier: Tier) -> str:
-        """A run's identity for reuse: same tree, spec, environment and tier give the same outputs."""
-        requirements = spec.environment.requirements
-        environment = (self.code.read(repo, sha, requirements) or "") if requirements else ""
-        parts = [self.code.tree(repo, sha), spec.fingerprint(), environment, tier.fingerprint()]
-        return xxhash.xxh3_128_hexdigest("\0".join(parts).encode())
-
-    def _cached_baseline(self, s, cache_key: str) -> Run | None:
-        """The newest usable baseline with this key: a success, else one still queued or running."""
-        usable = [RunState.succeeded, RunState.running, RunState.queued]
-        preference = case({RunState.succeeded.value: 0}, value=Run.state, else_=1)
-        query = (
-            select(Run)
-            .where(Run.cache_key == cache_key, Run.state.in_(usable), Run.role == "baseline")
-            .order_by(preference, Run.id.desc())
-        )
-        return s.scalars(query.limit(1)).first()
-
     def _trust(self, request: RunRequest, sha: str, tier: Tier) -> tuple[bool, Tier]:
         """Whether the code is trusted, and the tier it runs on. Trust follows the code, not the door:
         only the repository's own commits run as trusted code; anything else runs in the sandbox
@@ -247,7 +236,7 @@ class Pipeline:
             experiment=spec.name,
             tier=tier.name,
             role=role,
-            cache_key=self._cache_key(request.repository, sha, spec, tier),
+            cache_key=cache_key(self.code, request.repository, sha, spec, tier),
             spec=spec.model_dump(mode="json"),
             requested_by=request.requester.model_dump(mode="json"),
             # Baselines are shared by every branch compared against them: they report through their heads.
@@ -262,7 +251,8 @@ class Pipeline:
         return run
 
     def rerun(self, run_id: int, requester: Requester, tier: str | None = None) -> Submission:
-        """The same request again (its commit, base, doors and subject), optionally on another tier."""
+        """The same request again (its commit, base, doors and subject), optionally on another tier: run
+        again, never reused (a Rerun button is an explicit request)."""
         run = self.run(run_id)
         comparison = self.comparison_for(run_id)
         request = RunRequest(
@@ -274,6 +264,7 @@ class Pipeline:
             report_to=targets.loaded(run.report_to),
             subject=run.subject,
             trusted=run.trusted,
+            fresh=True,
         )
         return self.submit(request)
 
@@ -367,6 +358,7 @@ class Pipeline:
             baseline_reused=comparison.baseline_reused,
             head_run_id=comparison.head_run_id,
             base_run_id=comparison.base_run_id,
+            head_reused_run_id=comparison.head_run.reused_run_id,
             report_url=report_url(
                 self.settings, comparison.id, comparison.head_run.repository, comparison.report_path
             ),

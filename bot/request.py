@@ -34,3 +34,8 @@ class RunRequest(BaseModel):
         True,
         description="False for a fork's code: it waits for an approval of its commit, runs without secrets.",
     )
+    fresh: bool = Field(
+        False,
+        description="Run again even when a run of the same tree, spec, environment and tier succeeded "
+        "before (`bot.reuse`): what explicit requests ask for (`/run experiment`, Rerun, `--fresh`).",
+    )

@@ -1,8 +1,8 @@
 """`tierbot demo`: the whole loop on the bundled example, with no accounts and no network.
 
 It copies the example into a new git repository, commits main, makes a branch that changes one
-hyperparameter, and compares the branch against main. Identical trees give identical baseline keys,
-so a second demo reuses the first one's baseline instead of running main again.
+hyperparameter, and compares the branch against main. Identical trees give identical cache keys, so a
+second demo reuses the first one's runs of both sides instead of running them again (`bot.reuse`).
 """
 
 import json
@@ -40,7 +40,12 @@ def run_demo(pipeline: Pipeline, console: Console) -> int:
             f"[green]Baseline reused:[/] run {submission.base.id} already ran main's identical tree "
             f"on tier {submission.base.tier}; main is not run again."
         )
-    else:
+    if submission.head_reused:
+        console.print(
+            f"[green]Branch reused:[/] run {submission.head.reused_run_id} already ran {BRANCH}'s identical "
+            f"tree on tier {submission.head.tier}; {BRANCH} is not run again."
+        )
+    if not (submission.baseline_reused or submission.head_reused):
         console.print(
             f"Running main (run {submission.base.id}) and {BRANCH} (run {submission.head.id}) on tier "
             f"{submission.head.tier}; the first time builds the example's environment (about a minute)."
@@ -55,7 +60,10 @@ def run_demo(pipeline: Pipeline, console: Console) -> int:
         Comparison.model_validate(comparison.result), pipeline.report_context(comparison), console
     )
     console.print(f"\nHTML report: {comparison.report_path}")
-    console.print("Run [bold]tierbot demo[/] again: the baseline is reused, only the branch runs.")
+    console.print(
+        "Run [bold]tierbot demo[/] again: both sides are reused (the same tree, spec, environment and tier "
+        "ran before), so nothing runs; [bold]tierbot compare --fresh[/] runs a branch again."
+    )
     return 0
 
 

@@ -140,10 +140,14 @@ def _write_html(html: Path, comparison: Comparison, context: ReportContext, arti
 
 def diff(
     old: Annotated[
-        Path, typer.Argument(help="main's outputs: a directory, or one file.", show_default=False)
+        Path,
+        typer.Argument(metavar="OLD", help="main's outputs: a directory, or one file.", show_default=False),
     ],
     new: Annotated[
-        Path, typer.Argument(help="The branch's outputs, of the same kind as OLD.", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="NEW", help="The branch's outputs, of the same kind as OLD.", show_default=False
+        ),
     ],
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="A tierbot.yaml whose `compare` section to use.")

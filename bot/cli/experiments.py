@@ -8,7 +8,9 @@ goes to standard output and everything else to standard error; the exit status i
 """
 
 import contextlib
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +32,7 @@ from bot.cli.outcome import (
 from bot.cli.progress import execute_and_watch
 from bot.compare import Comparison
 from bot.pipeline import Pipeline, Submission
+from bot.render.run_states import reused_run
 from bot.render.templates import clip, term_lines, term_text
 from bot.render.terminal import render_terminal
 from bot.request import RunRequest
@@ -37,8 +40,10 @@ from bot.settings import Settings
 from bot.store import ComparisonRecord, Run, RunState
 from bot.units import format_duration, format_size
 
-console = Console()
-err = Console(stderr=True)
+# Piped (to a file, grep, a CI log) nothing is wrapped at rich's default 80 columns; COLUMNS still rules.
+PIPED_WIDTH = 240
+console = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else PIPED_WIDTH)
 
 
 def repository_option(value: str) -> str:
@@ -56,6 +61,12 @@ TierOption = Annotated[str | None, typer.Option("--tier", "-t", help="Hardware t
 WaitOption = Annotated[bool, typer.Option("--wait/--no-wait", help="Execute here and wait, or only queue.")]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document (`tierbot schema --output`) on stdout.")
+]
+FreshOption = Annotated[
+    bool,
+    typer.Option(
+        "--fresh", help="Run again, even when a run of the same tree, spec, environment and tier succeeded."
+    ),
 ]
 RefArgument = Annotated[
     str | None, typer.Argument(metavar="REF", help="Branch, tag or commit (default: the current branch).")
@@ -93,15 +104,19 @@ def run(
     tier: TierOption = None,
     wait: WaitOption = True,
     as_json: JsonOption = False,
+    fresh: FreshOption = False,
 ) -> None:
     """Run the experiment of REF on a tier and store its outputs."""
     out = err if as_json else console
     with interruptible():
         pipe = pipeline()
-        head = pipe.submit(RunRequest(repository=repo, ref=ref or current_ref(repo), tier=tier)).head
-        out.print(
-            f"Queued run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
-        )
+        request = RunRequest(repository=repo, ref=ref or current_ref(repo), tier=tier, fresh=fresh)
+        head = pipe.submit(request).head
+        said = f"{term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
+        if head.reused_run_id is None:
+            out.print(f"Queued run [bold]{head.id}[/]: {said}")
+        else:  # its end line says which run and why
+            out.print(f"Run [bold]{head.id}[/]: {said}, not run again (--fresh runs it)")
         if wait:
             (head,) = execute_and_watch(pipe, {head.id}, out)
             print_run_end(head, out)
@@ -120,12 +135,14 @@ def compare(
     tier: TierOption = None,
     wait: WaitOption = True,
     as_json: JsonOption = False,
+    fresh: FreshOption = False,
 ) -> None:
     """Run REF and its baseline (or reuse a cached baseline), compare their outputs, print the report."""
     out = err if as_json else console
     with interruptible():
         pipe = pipeline()
-        request = RunRequest(repository=repo, ref=head or current_ref(repo), base=base, tier=tier)
+        ref = head or current_ref(repo)
+        request = RunRequest(repository=repo, ref=ref, base=base, tier=tier, fresh=fresh)
         submission = pipe.submit(request)
         _print_submission(submission, out)
         if wait:
@@ -152,8 +169,14 @@ def _own_runs(submission: Submission) -> set[int]:
     return {submission.head.id} | (set() if shared else {submission.base.id})
 
 
-def _compare_output(pipe: Pipeline, record: ComparisonRecord, reused: bool, status: Exit) -> CliOutput:
+def _report_place(pipe: Pipeline, record: ComparisonRecord) -> tuple[str | None, str | None]:
+    """The comparison's report file, and its signed link when `tierbot serve` is reachable."""
     url = pipe.report_context(record).report_url if pipe.settings.public_url else None
+    return record.report_path, url
+
+
+def _compare_output(pipe: Pipeline, record: ComparisonRecord, reused: bool, status: Exit) -> CliOutput:
+    _, url = _report_place(pipe, record)
     runs = [run_doc(record.head_run), run_doc(record.base_run, reused=reused)]
     return CliOutput(command="compare", exit_code=status, runs=runs, comparison=comparison_doc(record, url))
 
@@ -164,7 +187,12 @@ def _print_json(document: CliOutput) -> None:
 
 def _print_submission(submission: Submission, out: Console) -> None:
     head, base = submission.head, submission.base
-    out.print(f"Branch run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}")
+    branch = f"Branch run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
+    if submission.head_reused:
+        again = "not run again (--fresh runs it)"
+        out.print(f"{branch}, [green]{reused_run(head.reused_run_id, why=True)}[/] — {again}")
+    else:
+        out.print(branch)
     if submission.baseline_reused:
         out.print(
             f"Baseline: [green]reused[/] run {base.id} ({term_text(base.ref or '')} @ {base.short_sha}, "
@@ -178,11 +206,12 @@ def _print_submission(submission: Submission, out: Console) -> None:
         )
 
 
-def print_run_end(run_: Run, out: Console = console) -> None:
+def print_run_end(run_: Run, out: Console = console, tail: bool = False) -> None:
+    """How the run ended, its log's last lines when it failed (or with `tail`), and where its log is."""
     style = "green" if run_.state == RunState.succeeded else "red"
     took = f" in {format_duration(run_.command_seconds)}" if run_.command_seconds is not None else ""
     out.print(f"Run {run_.id} [{style}]{run_.state}[/]{took}: {term_lines(run_.reason or '')}")
-    if run_.state != RunState.succeeded and run_.log_tail:
+    if (tail or run_.state != RunState.succeeded) and run_.log_tail:
         out.print("[dim]Last lines of the log:[/]")
         out.print(term_lines(run_.log_tail.rstrip()), highlight=False)
     if run_.log_path:
@@ -220,21 +249,29 @@ def show(
     run_id: Annotated[int, typer.Argument(metavar="RUN", help="The run's id (see `tierbot runs`).")],
     as_json: JsonOption = False,
 ) -> None:
-    """Show one run: its state, reason, where it is reported, outputs and log tail."""
+    """Show one run: its state and reason, its log's last lines, where it is reported (and whether each
+    is up to date), the comparison it is the branch of (verdict, report) and its outputs."""
     pipe = pipeline()
     r = pipe.run(run_id)
-    outputs, reports = pipe.outputs(run_id), pipe.reports.of_run(run_id)
+    outputs, reports, record = pipe.outputs(run_id), pipe.reports.of_run(run_id), pipe.comparison_for(run_id)
     # Its log tail and reason are stored redacted; what else it shows is redacted here when the run is
     # reported to a door (this output may well be pasted there).
     say = pipe.redactor if r.report_to else str
+    path, url = _report_place(pipe, record) if record is not None else (None, None)
     if as_json:
-        document = CliOutput(command="show", exit_code=Exit.OK, runs=[shown_run_doc(r, outputs, reports)])
+        compared = comparison_doc(record, url) if record is not None else None
+        runs = [shown_run_doc(r, outputs, reports)]
+        document = CliOutput(command="show", exit_code=Exit.OK, runs=runs, comparison=compared)
         print(say(document.model_dump_json(indent=2)))
         return
     where = say(f"{r.repository} · {r.ref or ''}")
     console.print(f"[bold]Run {r.id}[/] {r.role} · {term_text(where)} @ {r.sha}")
     console.print(f"experiment {term_text(r.experiment)} · tier {r.tier} · attempts {r.attempts}")
-    print_run_end(r)
+    print_run_end(r, tail=True)
+    if record is not None:
+        said = (record.verdict or record.state).upper() if record.state == "done" else record.state
+        place = term_text(url or path or "not written yet")
+        console.print(f"comparison {record.id} against run {record.base_run_id}: {said} · report {place}")
     for report in reports:
         if report.synced_version >= report.version:
             console.print(f"reported to {report.outbox}: up to date")

@@ -26,6 +26,8 @@ from bot.cli.experiments import (
     runs,
     show,
 )
+from bot.cli.init import init
+from bot.cli.metavars import plain_metavars
 from bot.cli.outcome import Exit, cli_output_schema
 from bot.cli.server import replay, serve
 from bot.errors import TierbotError
@@ -147,6 +149,7 @@ def hooks_install(
 
 
 app.command()(diff)
+app.command()(init)
 app.command()(serve)
 app.command()(replay)
 
@@ -159,8 +162,10 @@ def _version(version: Annotated[bool, typer.Option("--version", help="Print the 
 
 
 def main() -> None:
+    command = typer.main.get_command(app)
+    plain_metavars(command)
     try:
-        app()
+        command(prog_name="tierbot")
     except TierbotError as exc:
         err.print(f"[red]error:[/] {term_lines(exc)}")
         raise SystemExit(Exit.USAGE) from None

@@ -79,7 +79,12 @@ class RunDoc(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     log: str | None = Field(description="Path of the run's log.")
-    reused: bool = Field(False, description="A baseline that ran before, for the same tree, spec and tier.")
+    reused: bool = Field(
+        False,
+        description="Not run for this request: a baseline that ran before, or a run that took the outcome "
+        "of `reused_run` (same tree, spec, environment and tier).",
+    )
+    reused_run: int | None = Field(None, description="The run whose outputs, exit code and log this one has.")
     outputs: list[OutputFile] | None = Field(None, description="`show` only.")
     reports: list[ReportState] | None = Field(None, description="`show` only.")
 
@@ -121,7 +126,8 @@ def run_doc(run: Run, reused: bool = False) -> RunDoc:
         created_at=run.created_at,
         finished_at=run.finished_at,
         log=run.log_path,
-        reused=reused,
+        reused=reused or run.reused_run_id is not None,
+        reused_run=run.reused_run_id,
     )
 
 

@@ -131,8 +131,10 @@ def answer(command: Command, who: Commenter) -> Answer:
 
 
 def experiment(who: Commenter, tier: str | None) -> Answer:
+    """`/run experiment`: someone asked for a run, so it runs again even where a run of the same tree
+    could be reused."""
     try:
-        submission = who.pipeline.submit(who.pull.request(who.installation, who.requester, tier))
+        submission = who.pipeline.submit(who.pull.request(who.installation, who.requester, tier, fresh=True))
     except TierbotError as exc:
         return Answer(f"refused: {exc}", refusal=str(exc))
     head = submission.head

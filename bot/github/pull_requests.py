@@ -64,9 +64,11 @@ class PullInfo:
         requester: Requester,
         tier: str | None = None,
         base: str | None = None,
+        fresh: bool = False,
     ) -> RunRequest:
         """Run the head against the base's merge base, reporting to this PR (other doors subscribe to it:
-        `bot.doors`).
+        `bot.doors`). A push reuses an earlier run of the same tree; `fresh` (someone asked for this
+        run) runs it again.
         Against another base it is not the PR's own run: it only mentions the PR (`gating: False`), under
         a check run name branch protection cannot require, never in the sticky comment, and it neither
         supersedes the PR's runs nor is superseded by them."""
@@ -89,6 +91,7 @@ class PullInfo:
             report_to=[target],
             subject=self.subject if own else None,
             trusted=not self.fork,
+            fresh=fresh,
         )
 
 

@@ -15,6 +15,16 @@ PHASES = {
 }
 
 
+# Why an earlier run's outputs stand for a new one (`bot.reuse`): the run's identity for reuse.
+REUSE_BASIS = "same tree, spec, environment and tier"
+
+
+def reused_run(run_id: int, why: bool = False) -> str:
+    """How a run that did not run again names the run whose outcome it took: `reused run 9`, and with
+    `why`, `reused run 9 (same tree, spec, environment and tier)`."""
+    return f"reused run {run_id} ({REUSE_BASIS})" if why else f"reused run {run_id}"
+
+
 def ref_label(ref: str | None, sha: str) -> str:
     """`feature-x @ 1a2b3c4`, or just `1a2b3c4` when the ref is the commit itself (a PR's head)."""
     return sha[:7] if not ref or sha.startswith(ref) or ref.startswith(sha[:7]) else f"{ref} @ {sha[:7]}"

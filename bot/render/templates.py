@@ -1,7 +1,8 @@
 """The Jinja2 environments of the renderers and the filters that escape and format user data in them.
 
-One environment per flavour: `md` (GitHub Markdown), `html` (autoescaped), `term` (rich markup) and
-`slack` (Block Kit mrkdwn, autoescaped for Slack). Every filter is registered in all of them (but the
+One environment per flavour: `md` (GitHub Markdown), `html` (autoescaped), `term` (rich markup),
+`slack` (Block Kit mrkdwn, autoescaped for Slack) and `yaml` (the tierbot.yaml that `tierbot init`
+writes, whose values go through `yaml`). Every filter is registered in all of them (but the
 Slack ones, which make markup, in Slack's alone), so templates name what a value is (`code`, `key`,
 `share`) and the flavour's escaping stays in one place: here.
 
@@ -12,10 +13,12 @@ every value they print (`_html_value`, `_slack_value`): a template that forgets 
 escaped, never obeyed, and no view has to remember to.
 """
 
+import json
 import re
 from collections.abc import Mapping
 from functools import cache
 
+import yaml
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
 from markupsafe import Markup
 from rich.markup import escape as rich_escape
@@ -200,6 +203,46 @@ def plain(value: object) -> Mrkdwn:
     return Mrkdwn(visible(value))
 
 
+# -- YAML (the tierbot.yaml `tierbot init` writes) ---------------------------------------------------------
+# A scalar is written plain only when YAML reads it back as the same string (`yes`, `1.5`, `~` and
+# `null` would not be), else single-quoted (no escapes but `''`: masks keep their backslashes), and
+# double-quoted with escapes when it holds characters a single-quoted one cannot carry (line breaks,
+# controls).
+# Comments show values through `visible`, so a name with a line break cannot end its comment.
+
+_YAML_PLAIN = re.compile(r"[A-Za-z0-9_./][\w./=+,-]*(?: [\w./=+,-]+)*")
+
+
+def _reads_back(text: str) -> bool:
+    try:
+        return yaml.safe_load(text) == text
+    except yaml.YAMLError:
+        return False
+
+
+def yaml_scalar(value: object) -> str:
+    """One value as a YAML flow scalar that reads back as exactly that value."""
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)
+    text = str(value)
+    if _YAML_PLAIN.fullmatch(text) and _reads_back(text):
+        return text
+    if text.isprintable():
+        return "'" + text.replace("'", "''") + "'"
+    return '"' + "".join(_yaml_char(ch) for ch in text) + '"'
+
+
+def _yaml_char(ch: str) -> str:
+    """One character of a double-quoted YAML scalar: itself when printable, else a YAML escape (not a
+    JSON one: YAML reads `\\ud83d\\ude00` as two lone surrogates, and `\\U0001f600` as the character)."""
+    if ch in '\\"':
+        return "\\" + ch
+    if ch.isprintable():
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 # -- numbers and names ------------------------------------------------------------------------------------
 
 
@@ -256,6 +299,7 @@ FILTERS = {
     "url": md_url,
     "esc": term_text,
     "fit": fit,
+    "yaml": yaml_scalar,
 }
 # Only where Slack's escaping is the flavour's: mrkdwn is markup, which the HTML flavour would not escape.
 SLACK_FILTERS = {

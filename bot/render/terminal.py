@@ -16,10 +16,15 @@ def render_terminal(comparison: Comparison, ctx: ReportContext, console: Console
     view = full_view(comparison)
     values = variables(comparison, ctx, view)
     values["widths"] = {
-        "path": min(max((len(f.path) for f in comparison.files), default=4), 60),
-        "metric": min(max((len(m.name) for m in comparison.metrics), default=6), 40),
-        "file": min(max((len(m.file) for m in comparison.metrics), default=4), 30),
-        "column": min(max((len(c.name) for t in comparison.tables for c in t.columns), default=6), 24),
+        "path": _width((f.path for f in comparison.files), "", 60),
+        "metric": _width((m.name for m in comparison.metrics), "metric", 40),
+        "file": _width((m.file for m in comparison.metrics), "file", 30),
+        "column": _width((c.name for t in comparison.tables for c in t.columns), "column", 24),
     }
     text = template("comparison.term.j2", "term").render(**values)
     console.print(text.rstrip("\n"), highlight=False, emoji=False)
+
+
+def _width(names, header: str, cap: int) -> int:
+    """A column as wide as its longest name, at most `cap`, and never narrower than its header."""
+    return max(len(header), min(max((len(name) for name in names), default=4), cap))

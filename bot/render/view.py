@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from bot.compare import Comparison, FileChange, MetricChange
 from bot.compare.model import ImageDiff, JsonDiff, TableDiff, TextDiff
+from bot.render.run_states import reused_run
 
 STATUS_ORDER = ("changed", "added", "removed", "identical", "ignored")
 QUIET = ("identical", "ignored")  # statuses that carry no news, first to be folded into a count
@@ -33,7 +34,23 @@ class ReportContext(BaseModel):
     baseline_reused: bool = False
     head_run_id: int | None = None
     base_run_id: int | None = None
+    head_reused_run_id: int | None = None  # the run whose outcome the branch's run took (`bot.reuse`)
     report_url: str | None = None  # link to the full HTML report
+
+    def run_notes(self, branch_run: bool = False) -> list[str]:
+        """What the header says of the runs behind the comparison, in the same words in every report:
+        a side that did not run again (`baseline reused (run 7)`, `branch: reused run 9`), and with
+        `branch_run`, the branch's own run (`branch run 12`, `branch run 12: reused run 9`)."""
+        notes = []
+        if self.baseline_reused:
+            run = f" (run {self.base_run_id})" if self.base_run_id is not None else ""
+            notes.append(f"baseline reused{run}")
+        branch = f"branch run {self.head_run_id}" if branch_run and self.head_run_id is not None else ""
+        if self.head_reused_run_id is not None:
+            notes.append(f"{branch or 'branch'}: {reused_run(self.head_reused_run_id)}")
+        elif branch:
+            notes.append(branch)
+        return notes
 
 
 @dataclass(frozen=True)

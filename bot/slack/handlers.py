@@ -116,7 +116,8 @@ def experiment(command: SlackCommand, asker: Asker) -> str:
             requester=requester,
             report_to=[MessageTarget(channel=asker.channel)],
         )
-    submission = asker.pipeline.submit(request)
+    # Someone asked for this run: it runs again, never an earlier run's outcome (`bot.reuse`).
+    submission = asker.pipeline.submit(request.model_copy(update={"fresh": True}))
     return f"queued run {submission.head.id}"
 
 

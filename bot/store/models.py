@@ -95,6 +95,10 @@ class Run(Base):
     log_path: Mapped[str | None] = mapped_column(String(1000))
     log_tail: Mapped[str | None] = mapped_column(Text)
     last_log_line: Mapped[str | None] = mapped_column(String(500))
+    # The run whose outcome this one took instead of running (`bot.reuse`): one that really ran, never
+    # another reuse. Its outputs are rows of its own (the same blobs); an original is deleted only after
+    # its reuses have forgotten it (set to NULL).
+    reused_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
 
     outputs: Mapped[list["Output"]] = relationship(back_populates="run", cascade="all, delete-orphan")
 

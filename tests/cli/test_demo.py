@@ -19,7 +19,7 @@ def demo(data_dir: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_demo_compares_then_reuses_the_baseline(tmp_path: Path):
+def test_demo_compares_then_reuses_both_sides(tmp_path: Path):
     first = demo(tmp_path / "data")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "feature-x: n_estimators 50 → 5" in first.stdout
@@ -31,6 +31,8 @@ def test_demo_compares_then_reuses_the_baseline(tmp_path: Path):
     second = demo(tmp_path / "data")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Baseline reused: run" in second.stdout
+    assert "Branch reused: run" in second.stdout  # nothing ran: the same trees ran before
+    assert "branch: reused run" in second.stdout
     assert "FAIL metric test.log_loss" in second.stdout
 
 

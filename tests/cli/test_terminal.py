@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,9 @@ def test_compare_prints_verdict_and_reuses_baseline(tierbot, simple_repo: GitRep
     assert first.returncode == 0, first.stderr + first.stdout
     assert "CHANGED" in first.stdout and "accuracy" in first.stdout
     assert "Full report:" in first.stdout
+    shown = tierbot("show", "1").stdout  # the branch's run: its log's end, its comparison and report
+    assert "done, accuracy 0.95" in shown
+    assert re.search(r"comparison 1 against run 2: CHANGED · report /\S+\.html", shown), shown
     second = tierbot("compare", "worse", "--repo", str(simple_repo))
     assert second.returncode == 1, "a failing verdict exits 1"
     assert "FAIL" in second.stdout
@@ -38,9 +42,30 @@ def test_compare_json_is_one_document_with_runs_comparison_and_numbers(tierbot, 
     assert Path(comparison["report_path"]).is_file() and comparison["report_url"] is None
     (accuracy,) = [m for m in comparison["result"]["metrics"] if m["name"] == "accuracy"]
     assert (accuracy["base"], accuracy["head"]) == (0.9, 0.95)  # numbers as numbers
+    shown = json_document(tierbot("show", str(head["id"]), "--json"))
+    assert shown["comparison"] == comparison
     again = json_document(tierbot("compare", "worse", "--repo", str(simple_repo), "--json"))
     verdict, reused = again["comparison"]["verdict"], again["runs"][1]["reused"]
     assert (again["exit_code"], verdict, reused) == (1, "fail", True)
+
+
+def test_compare_and_run_reuse_the_branchs_run_unless_fresh(tierbot, simple_repo: GitRepo):
+    repo = ["--repo", str(simple_repo)]
+    assert tierbot("compare", "better", *repo).returncode == 0  # run 1 the branch, run 2 the baseline
+    again = tierbot("compare", "better", *repo)
+    assert again.returncode == 0, again.stderr
+    better = simple_repo.git("rev-parse", "--short=7", "better")
+    said = f"Branch run 3: better @ {better} on local, reused run 1 (same tree, spec, environment and tier)"
+    assert said in again.stdout
+    assert "baseline reused (run 2) · branch: reused run 1" in again.stdout
+    fresh = json_document(tierbot("compare", "better", *repo, "--fresh", "--json"))
+    head, base = fresh["runs"]
+    assert (head["id"], head["reused"], head["reused_run"], base["reused"]) == (4, False, None, True)
+    (reused,) = json_document(tierbot("run", "better", *repo, "--json"))["runs"]
+    assert (reused["role"], reused["reused"], reused["reused_run"]) == ("run", True, 4)  # the newest
+    assert "reused run 4" in reused["reason"]
+    (ran,) = json_document(tierbot("run", "better", *repo, "--fresh", "--json"))["runs"]
+    assert (ran["reused"], ran["reused_run"], ran["state"]) == (False, None, "succeeded")
 
 
 def test_run_show_and_runs_speak_the_same_json(tierbot, simple_repo: GitRepo):
@@ -214,3 +239,10 @@ def test_a_tier_this_installation_cannot_run_is_marked_and_refused_before_queuei
     refused = tierbot("run", "main", "--repo", str(simple_repo), env=env)
     assert refused.returncode == 2
     assert f"The default tier 'gpu-small' is unavailable: {reason}" in refused.stderr
+
+
+def test_piped_output_is_not_wrapped_at_80_columns(tierbot, simple_repo: GitRepo):
+    assert tierbot("run", "main", "--repo", str(simple_repo), "--no-wait").returncode == 0
+    listing = tierbot("runs", env={"COLUMNS": ""}).stdout  # piped, as to grep or a CI log
+    assert str(simple_repo.path) in listing  # the whole repository on one line, not folded
+    assert max(len(line) for line in listing.splitlines()) > 80

@@ -5,7 +5,8 @@ What users read is pinned by golden files in tests/golden/ (comparison.md, compa
 comparison.term.txt, comparison.slack.json), rendered from one representative comparison built by hand
 as model objects (tests/golden/comparisons.py) — every kind of file, every status, and names that need
 escaping — so that the renderers are tested against the model alone, whatever the engines produce
-today. After an intended change, regenerate them and review the diff like any other change:
+today; comparison-reused.txt pins how every rendering names runs that were reused. After an intended
+change, regenerate them and review the diff like any other change:
 
     UPDATE_GOLDEN=1 python -m pytest tests/core/test_report.py tests/slack/test_blocks.py
 """
@@ -28,7 +29,7 @@ from bot.render.terminal import render_terminal
 from bot.render.view import ReportContext
 from bot.spec import CompareSection
 
-from ..golden import check_golden
+from ..golden import check_golden, comparisons
 from ..golden.comparisons import (
     CONTEXT,
     NASTY,
@@ -64,6 +65,30 @@ def test_markdown_golden(representative):
 
 def test_html_golden(representative, artifacts):
     check_golden("comparison.html", render_html(representative, CONTEXT, artifacts))
+
+
+def test_reused_runs_are_named_alike_in_every_report_golden():
+    """A comparison whose sides both did not run again (`bot.reuse`): every rendering names the runs
+    whose outcome it shows, in the words of `ReportContext.run_notes`. Pinned: the Markdown of the PR
+    comment and check run, the HTML report's header line, the terminal, Slack's context line."""
+    from bot.compare import FileChange
+    from bot.render.slack import render_slack
+
+    ctx = CONTEXT.model_copy(update={"head_reused_run_id": 9})
+    same = FileChange(path="metrics.json", status="identical", kind="metrics", size_base=20, size_head=20)
+    comparison = Comparison(verdict="pass", reasons=["every output file is identical"], files=[same])
+    (html_header,) = re.findall(r'<p class="context">.*?</p>', render_html(comparison, ctx), re.DOTALL)
+    slack = render_slack(comparison, ctx)["blocks"]
+    slack_context = [b["elements"][0]["text"] for b in slack if b["type"] == "context"]
+    renderings = {
+        "Markdown": render_markdown(comparison, ctx),
+        "HTML (header)": html_header + "\n",
+        "terminal": terminal_text(comparison, ctx),
+        "Slack (context)": "\n".join(slack_context) + "\n",
+    }
+    check_golden("comparison-reused.txt", "".join(f"==> {k} <==\n{v}\n" for k, v in renderings.items()))
+    plain = CONTEXT.model_copy(update={"baseline_reused": False})
+    assert plain.run_notes() == [] and plain.run_notes(branch_run=True) == ["branch run 12"]
 
 
 # -- Markdown -------------------------------------------------------------------------------------------
@@ -368,6 +393,12 @@ def test_terminal_shows_verdict_files_and_metrics(representative):
     assert "weird|name`s.txt" in text and "notes <em>.md" in text  # user data printed as is, not as markup
     assert "+epoch 2 loss=0.24" in text
     assert re.search(r"within\s+scores\.csv", text)
+
+
+def test_terminal_headers_are_never_cut_by_short_names():
+    short = Comparison(verdict="changed", reasons=[], metrics=[comparisons.metric("f1", 0.5, 0.6, "up")])
+    header = terminal_text(short).splitlines()
+    assert any(line.split()[:2] == ["metric", "main"] for line in header), header
 
 
 def test_terminal_shows_tables_json_and_images(representative):

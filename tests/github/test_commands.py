@@ -228,6 +228,7 @@ def test_rerun_buttons_run_the_same_request_again(bot, fake, simple_repo):
         assert bot.deliver("check_run", payload).status_code == 202
         settle(bot)
     assert [r.state for r in heads(bot)] == [RunState.succeeded] * 3
+    assert [r.reused_run_id for r in heads(bot)] == [None] * 3  # asked for: run again, not reused
     assert len(fake.checks_for(REPO, check.head_sha)) == 3
     assert len(ours(fake, 7)) == 1  # still the one sticky comment
 
@@ -260,3 +261,45 @@ def test_a_pull_request_asking_for_a_forbidden_tier_asks_for_a_person(bot, fake,
     (check,) = fake.checks_for(REPO, sha)
     assert (check.name, check.conclusion) == ("tierbot: simple (big)", "action_required")
     assert "`/run experiment on big`" in check.output["summary"]
+
+
+def test_a_push_of_the_same_tree_reuses_the_run_and_run_experiment_runs_again(bot, fake, simple_repo, hosted):
+    """A push that changes no file (an amended message, a rebase onto the same content) gets its own
+    check run and the sticky comment at once, from the run of that tree before (`bot.reuse`); someone
+    asking with `/run experiment` gets a run."""
+    open_pull(fake, simple_repo)
+    bot.deliver("pull_request", pull_request(simple_repo, "opened"))
+    settle(bot)
+    (first,) = heads(bot)
+    simple_repo.git("checkout", "-q", "better")
+    simple_repo.git("commit", "-q", "--allow-empty", "-m", "reworded")
+    simple_repo.git("push", "-q", hosted, "better")
+    simple_repo.git("checkout", "-q", "main")
+    pushed = sha_of(simple_repo, "better")
+    fake.push(REPO, 7, pushed)
+    bot.deliver("pull_request", pull_request(simple_repo, "synchronize"))
+    settle(bot)
+    _, reused = heads(bot)
+    assert (reused.sha, reused.state, reused.reused_run_id, reused.attempts) == (
+        pushed,
+        RunState.succeeded,
+        first.id,
+        0,  # never claimed by a worker: it did not run
+    )
+    (check,) = fake.checks_for(REPO, pushed)
+    assert (check.status, check.conclusion) == ("completed", "neutral")
+    assert f"branch: reused run {first.id}" in check.output["summary"]
+    (sticky,) = ours(fake, 7)
+    assert f"branch: reused run {first.id}" in sticky.body and f"tierbot:sha={pushed}" in sticky.body
+
+    comment(bot, fake, "/run experiment")
+    settle(bot)
+    *_, asked = heads(bot)
+    assert (asked.sha, asked.state, asked.reused_run_id, asked.attempts) == (
+        pushed,
+        RunState.succeeded,
+        None,
+        1,
+    )
+    (sticky,) = ours(fake, 7)
+    assert "branch: reused run" not in sticky.body and "baseline reused" in sticky.body

@@ -79,6 +79,16 @@ def test_slacks_retries_start_one_run(bot, slack):
     assert count(bot.pipeline, Run, Run.role == "head") == 1 and len(slack.messages(CHANNEL)) == 1
 
 
+def test_an_experiment_asked_for_runs_again_though_its_tree_ran_before(bot, slack):
+    """`/run experiment` is an explicit request: it never takes an earlier run's outcome (`bot.reuse`)."""
+    command(bot, slack, "experiment better", trigger="first")
+    settle(bot)
+    command(bot, slack, "experiment better", trigger="second")
+    settle(bot)
+    heads = [r for r in reversed(bot.pipeline.recent_runs(10)) if r.role == "head"]
+    assert [(r.state, r.reused_run_id, r.attempts) for r in heads] == [(RunState.succeeded, None, 1)] * 2
+
+
 def test_cancel_button_cancels_and_the_message_says_so(bot, slack):
     command(bot, slack, "experiment better")
     button = posted_cancel_button(bot, slack)
