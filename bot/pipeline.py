@@ -396,6 +396,8 @@ class Pipeline:
         with self.db.session() as s:
             return list(s.scalars(select(Output).where(Output.run_id == run_id).order_by(Output.path)))
 
-    def recent_runs(self, limit: int = 20) -> list[Run]:
+    def recent_runs(self, limit: int = 20, **equal: str | None) -> list[Run]:
+        """The newest runs, those whose columns equal what is given (repository, ref, state) when given."""
+        wanted = [getattr(Run, column) == value for column, value in equal.items() if value is not None]
         with self.db.session() as s:
-            return list(s.scalars(select(Run).order_by(Run.id.desc()).limit(limit)))
+            return list(s.scalars(select(Run).where(*wanted).order_by(Run.id.desc()).limit(limit)))

@@ -9,7 +9,6 @@ goes to standard output and everything else to standard error; the exit status i
 
 import contextlib
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from bot import wiring
+from bot.cli.local_git import current_ref, default_base, require_repository
 from bot.cli.outcome import (
     CliOutput,
     Exit,
@@ -51,6 +51,10 @@ def repository_option(value: str) -> str:
     worker started in another directory must find the same repository. URLs and owner/name stay as given."""
     path = Path(value).expanduser()
     return str(path.resolve()) if path.exists() else value
+
+
+def repository_filter(value: str | None) -> str | None:
+    return None if value is None else repository_option(value)
 
 
 RepoOption = Annotated[
@@ -87,17 +91,6 @@ def interruptible() -> Iterator[None]:
         raise typer.Exit(Exit.INTERRUPTED) from None
 
 
-def current_ref(repository: str) -> str:
-    """The checked-out branch of a local repository (its commit if detached); HEAD for remote ones."""
-    if not Path(repository).is_dir():
-        return "HEAD"
-    for args in (["symbolic-ref", "--short", "-q", "HEAD"], ["rev-parse", "HEAD"]):
-        done = subprocess.run(["git", "-C", repository, *args], capture_output=True, text=True)
-        if done.returncode == 0 and done.stdout.strip():
-            return done.stdout.strip()
-    return "HEAD"
-
-
 def run(
     ref: RefArgument = None,
     repo: RepoOption = ".",
@@ -109,6 +102,7 @@ def run(
     """Run the experiment of REF on a tier and store its outputs."""
     out = err if as_json else console
     with interruptible():
+        require_repository(repo)
         pipe = pipeline()
         request = RunRequest(repository=repo, ref=ref or current_ref(repo), tier=tier, fresh=fresh)
         head = pipe.submit(request).head
@@ -129,8 +123,15 @@ def run(
 def compare(
     head: RefArgument = None,
     base: Annotated[
-        str, typer.Option("--base", "-b", metavar="REF", help="Compare against the merge base with REF.")
-    ] = "main",
+        str | None,
+        typer.Option(
+            "--base",
+            "-b",
+            metavar="REF",
+            help="Compare against the merge base with REF (default: origin's default branch, else main or "
+            "master).",
+        ),
+    ] = None,
     repo: RepoOption = ".",
     tier: TierOption = None,
     wait: WaitOption = True,
@@ -140,8 +141,9 @@ def compare(
     """Run REF and its baseline (or reuse a cached baseline), compare their outputs, print the report."""
     out = err if as_json else console
     with interruptible():
+        require_repository(repo)
         pipe = pipeline()
-        ref = head or current_ref(repo)
+        ref, base = head or current_ref(repo), base or default_base(repo)
         request = RunRequest(repository=repo, ref=ref, base=base, tier=tier, fresh=fresh)
         submission = pipe.submit(request)
         _print_submission(submission, out)
@@ -220,10 +222,21 @@ def print_run_end(run_: Run, out: Console = console, tail: bool = False) -> None
 
 def runs(
     limit: Annotated[int, typer.Option("--limit", "-n", metavar="N", help="How many, newest first.")] = 20,
+    repo: Annotated[
+        str | None,
+        typer.Option("--repo", "-C", help="Only this repository's.", callback=repository_filter),
+    ] = None,
+    branch: Annotated[
+        str | None, typer.Option("--branch", "-b", metavar="REF", help="Only runs of REF.")
+    ] = None,
+    state: Annotated[
+        RunState | None,
+        typer.Option("--state", "-s", help=f"Only runs in this state: {', '.join(RunState)}."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List recent runs."""
-    listed = pipeline().recent_runs(limit)
+    """List recent runs, newest first: all of them, or a repository's, a branch's, in a state."""
+    listed = pipeline().recent_runs(limit, repository=repo, ref=branch, state=state.value if state else None)
     if as_json:
         _print_json(CliOutput(command="runs", exit_code=Exit.OK, runs=[run_doc(r) for r in listed]))
         return

@@ -99,7 +99,11 @@ def schema(
 
 
 @app.command()
-def worker(threads: Annotated[int, typer.Option("--threads", "-j", min=1)] = 1) -> None:
+def worker(
+    threads: Annotated[
+        int, typer.Option("--workers", "-j", min=1, help="Run workers (threads) in this process, as serve's.")
+    ] = 1,
+) -> None:
     """Execute queued runs until interrupted (run several, on several hosts, on one database)."""
     from bot.hardening import harden
     from bot.worker import Worker

@@ -21,10 +21,15 @@ def plain_metavars(command: click.Command) -> None:
         if getattr(param, "is_flag", False):
             param.metavar = ""
         else:
-            annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
-            param.metavar = _BY_TYPE.get(annotation) or (param.name or "value").upper()
+            param.metavar = _metavar(param)
     for sub in getattr(command, "commands", {}).values():
         plain_metavars(sub)
+
+
+def _metavar(param: click.Parameter) -> str:
+    """A word for the type (`N`, `PATH`), else the name in upper case."""
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    return _BY_TYPE.get(annotation) or (param.name or "value").upper()
 
 
 def _no_type(ctx: click.Context) -> None:  # noqa: ARG001  (the signature Typer calls)

@@ -246,3 +246,27 @@ def test_piped_output_is_not_wrapped_at_80_columns(tierbot, simple_repo: GitRepo
     listing = tierbot("runs", env={"COLUMNS": ""}).stdout  # piped, as to grep or a CI log
     assert str(simple_repo.path) in listing  # the whole repository on one line, not folded
     assert max(len(line) for line in listing.splitlines()) > 80
+
+
+def test_outside_a_repository_the_error_says_so(tierbot, tmp_path: Path):
+    for command in ("run", "compare"):
+        done = tierbot(command, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert f"{tmp_path} is not a git repository" in " ".join(done.stderr.split())
+
+
+def test_compare_defaults_to_the_repositorys_default_branch(tierbot, simple_repo: GitRepo):
+    simple_repo.git("branch", "-m", "main", "master")
+    document = json_document(tierbot("compare", "better", "--repo", str(simple_repo), "--json"))
+    assert document["runs"][1]["ref"] == "master"
+
+
+def test_runs_are_listed_by_repository_branch_and_state(tierbot, simple_repo: GitRepo, tmp_path: Path):
+    assert tierbot("run", "main", "--repo", str(simple_repo), "--no-wait").returncode == 0
+    assert tierbot("run", "better", "--repo", str(simple_repo), "--no-wait").returncode == 0
+    assert tierbot("cancel", "2").returncode == 0
+    listed = json_document(tierbot("runs", "--branch", "better", "--json"))["runs"]
+    assert [(r["id"], r["state"]) for r in listed] == [(2, "cancelled")]
+    listed = json_document(tierbot("runs", "--state", "queued", "--repo", str(simple_repo), "--json"))["runs"]
+    assert [r["id"] for r in listed] == [1]
+    assert json_document(tierbot("runs", "--repo", str(tmp_path), "--json"))["runs"] == []
