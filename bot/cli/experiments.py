@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from bot import wiring
-from bot.cli.local_git import current_ref, default_base, require_repository
+from bot.cli.local_git import current_ref, default_base, require_repository, snapshot, uncommitted
 from bot.cli.outcome import (
     CliOutput,
     Exit,
@@ -31,6 +31,7 @@ from bot.cli.outcome import (
 )
 from bot.cli.progress import execute_and_watch
 from bot.compare import Comparison
+from bot.errors import TierbotError
 from bot.pipeline import Pipeline, Submission
 from bot.render.run_states import reused_run
 from bot.render.templates import clip, term_lines, term_text
@@ -72,6 +73,13 @@ FreshOption = Annotated[
         "--fresh", help="Run again, even when a run of the same tree, spec, environment and tier succeeded."
     ),
 ]
+UncommittedOption = Annotated[
+    bool,
+    typer.Option(
+        "--include-uncommitted",
+        help="Run the working tree as it is (a private snapshot commit, never pushed), not HEAD.",
+    ),
+]
 RefArgument = Annotated[
     str | None, typer.Argument(metavar="REF", help="Branch, tag or commit (default: the current branch).")
 ]
@@ -98,13 +106,15 @@ def run(
     wait: WaitOption = True,
     as_json: JsonOption = False,
     fresh: FreshOption = False,
+    include_uncommitted: UncommittedOption = False,
 ) -> None:
     """Run the experiment of REF on a tier and store its outputs."""
     out = err if as_json else console
     with interruptible():
         require_repository(repo)
         pipe = pipeline()
-        request = RunRequest(repository=repo, ref=ref or current_ref(repo), tier=tier, fresh=fresh)
+        ref = _working_ref(repo, ref, include_uncommitted, out)
+        request = RunRequest(repository=repo, ref=ref, tier=tier, fresh=fresh)
         head = pipe.submit(request).head
         said = f"{term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
         if head.reused_run_id is None:
@@ -137,13 +147,14 @@ def compare(
     wait: WaitOption = True,
     as_json: JsonOption = False,
     fresh: FreshOption = False,
+    include_uncommitted: UncommittedOption = False,
 ) -> None:
     """Run REF and its baseline (or reuse a cached baseline), compare their outputs, print the report."""
     out = err if as_json else console
     with interruptible():
         require_repository(repo)
         pipe = pipeline()
-        ref, base = head or current_ref(repo), base or default_base(repo)
+        ref, base = _working_ref(repo, head, include_uncommitted, out), base or default_base(repo)
         request = RunRequest(repository=repo, ref=ref, base=base, tier=tier, fresh=fresh)
         submission = pipe.submit(request)
         _print_submission(submission, out)
@@ -163,6 +174,30 @@ def compare(
             if run_.state != RunState.succeeded:
                 print_run_end(run_, out)
     raise typer.Exit(status)
+
+
+def _working_ref(repo: str, ref: str | None, include_uncommitted: bool, out: Console) -> str:
+    """The ref to run: the one given, else the checked-out branch, else (with --include-uncommitted) a
+    snapshot of the working tree. What a run of a commit does not see is said, never silently left out."""
+    if ref is not None:
+        if include_uncommitted:
+            raise TierbotError("--include-uncommitted runs the working tree as it is: it takes no REF.")
+        return ref
+    left_out = uncommitted(repo)
+    if include_uncommitted and left_out:
+        sha = snapshot(repo)
+        out.print(
+            f"Running the working tree as it is: {len(left_out)} uncommitted file(s), snapshot {sha[:7]}"
+        )
+        return sha
+    if left_out:
+        shown = ", ".join(term_text(name) for name in left_out[:5])
+        more = f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+        out.print(
+            f"[yellow]Not part of this run (uncommitted):[/] {shown}{more}. Commit them, or pass "
+            "--include-uncommitted."
+        )
+    return current_ref(repo)
 
 
 def _own_runs(submission: Submission) -> set[int]:

@@ -2,7 +2,9 @@
 default branch to compare against, and whether it is a git repository at all. Remote repositories (a
 URL, `owner/name`) are the pipeline's to fetch; these answers are for local paths."""
 
+import os
 import subprocess
+import tempfile
 from pathlib import Path
 
 from bot.errors import TierbotError
@@ -51,3 +53,44 @@ def default_base(repository: str) -> str:
         f"{repository} has no default branch to compare against (no origin/HEAD, no main, no master). "
         "Say which with --base REF."
     )
+
+
+def uncommitted(repository: str) -> list[str]:
+    """The files a run of the checked-out commit would not see: changed, staged, new (not ignored)."""
+    if not Path(repository).is_dir():
+        return []
+    # Not `_git`: stripping would eat the first entry's leading status column (" M name").
+    status = ["git", "-C", repository, "status", "--porcelain=v1", "-z", "--untracked-files=all"]
+    fields = iter(subprocess.run(status, capture_output=True, text=True).stdout.split("\0"))
+    names = set()
+    for entry in fields:
+        if len(entry) > 3:
+            names.add(entry[3:])
+            if entry[0] in "RC":  # a rename or copy: its old name is the next field
+                next(fields, None)
+    return sorted(names)
+
+
+def snapshot(repository: str) -> str:
+    """A commit of the working tree as it is (ignored files left out), on top of HEAD, kept under a
+    private ref (refs/tierbot/snapshots/…) that a push never sends; its sha."""
+    with tempfile.TemporaryDirectory() as scratch:
+        index = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        _run(repository, index, "read-tree", "HEAD")
+        _run(repository, index, "add", "-A")
+        tree = _run(repository, index, "write-tree")
+    identity = ["-c", "user.name=tierbot", "-c", "user.email=tierbot@localhost"]
+    sha = _run(
+        repository, {}, *identity, "commit-tree", tree, "-p", "HEAD", "-m", "tierbot: uncommitted changes"
+    )
+    _run(repository, {}, "update-ref", f"refs/tierbot/snapshots/{sha}", sha)
+    return sha
+
+
+def _run(repository: str, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", repository, *args], capture_output=True, text=True, env=os.environ | env
+    )
+    if done.returncode != 0:
+        raise TierbotError(f"Could not snapshot the working tree of {repository}: {done.stderr.strip()}")
+    return done.stdout.strip()

@@ -270,3 +270,20 @@ def test_runs_are_listed_by_repository_branch_and_state(tierbot, simple_repo: Gi
     listed = json_document(tierbot("runs", "--state", "queued", "--repo", str(simple_repo), "--json"))["runs"]
     assert [r["id"] for r in listed] == [1]
     assert json_document(tierbot("runs", "--repo", str(tmp_path), "--json"))["runs"] == []
+
+
+def test_uncommitted_changes_are_said_and_run_only_when_asked(tierbot, simple_repo: GitRepo):
+    simple_repo.git("checkout", "-q", "better")
+    (simple_repo.path / "accuracy.txt").write_text("0.99")  # changed, not committed
+    (simple_repo.path / "notes.md").write_text("new, not added")
+    done = tierbot("compare", "--repo", str(simple_repo), "--json")
+    assert "Not part of this run (uncommitted): accuracy.txt, notes.md" in " ".join(done.stderr.split())
+    head = json_document(done)["runs"][0]
+    assert (head["ref"], head["sha"]) == ("better", simple_repo.git("rev-parse", "better"))
+    snap = json_document(tierbot("compare", "--repo", str(simple_repo), "--include-uncommitted", "--json"))
+    head, accuracy = snap["runs"][0], snap["comparison"]["result"]["metrics"][0]
+    assert head["sha"] != simple_repo.git("rev-parse", "better") and accuracy["head"] == 0.99
+    assert simple_repo.git("rev-parse", f"refs/tierbot/snapshots/{head['sha']}") == head["sha"]
+    assert simple_repo.git("status", "--porcelain") != ""  # the working tree is left as it was
+    refused = tierbot("run", "main", "--repo", str(simple_repo), "--include-uncommitted")
+    assert refused.returncode == 2 and "takes no REF" in refused.stderr
