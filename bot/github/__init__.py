@@ -1,22 +1,4 @@
 """The GitHub door: verified webhooks in, RunRequests out; reporting back through the outbox
-(`reporter`, `replies`).
-
-The routers of each feature module are composed here, in one place.
+(`reporter`, `replies`). Which handlers answer which events is `handlers`; the door plugs into the
+core as `plugin.PLUGIN`. Importing the package loads nothing (the CLI wires the door without PyGithub).
 """
-
-from bot.events import Event
-from bot.github import checks, comments, pull_requests
-from bot.github.router import GitHubDoor, Router
-
-ROUTERS: list[Router] = [pull_requests.router, comments.router, checks.router]
-
-
-def handles(event: str, action: str | None) -> bool:
-    return any(router.handles(event, action) for router in ROUTERS)
-
-
-def dispatch(event: Event, door: GitHubDoor) -> str:
-    outcomes = [
-        router.dispatch(event, door) for router in ROUTERS if router.handles(event.name, event.action)
-    ]
-    return "; ".join(outcomes)

@@ -12,14 +12,14 @@ if TYPE_CHECKING:
 
 class StartedGitHub:
     def __init__(self, pipeline: "Pipeline"):
-        from bot import github
         from bot.github.client import GitHubApi
+        from bot.github.handlers import dispatch
         from bot.github.replies import GitHubReplies
         from bot.github.reporter import GitHubReporter
         from bot.github.router import GitHubDoor
 
         api = GitHubApi(pipeline.settings, pipeline.redactor)
-        self.door, self.dispatch = GitHubDoor(pipeline, api), github.dispatch
+        self.door, self.dispatch = GitHubDoor(pipeline, api), dispatch
         self.syncers = {"github": GitHubReporter(api).sync, "github_reply": GitHubReplies(api).sync}
 
     def handle(self, event: Event) -> str:

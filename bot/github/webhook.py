@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bot.github import handles
+from bot.github.handlers import handles
 from bot.github.signature import signature_valid
 from bot.store.deliveries import Item
 
