@@ -76,6 +76,7 @@ def prepare(
     venv = envs_dir / environment_key(requirements.read_bytes())
     if (venv / READY).exists():
         sink.line(f"[tierbot: reusing the environment for {requirements.name} ({venv.name})]")
+        os.utime(venv)  # when it was last used: `tierbot gc` keeps recently used environments
         return venv
     with _locked(envs_dir / f"{venv.name}.lock", watcher):
         if (venv / READY).exists():  # another worker built it while we waited for the lock

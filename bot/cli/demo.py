@@ -25,10 +25,22 @@ BRANCH = "feature-x"
 CHANGE = {"n_estimators": 5}  # the branch's hyperparameter change, applied to params.json
 
 
-def run_demo(pipeline: Pipeline, console: Console) -> int:
-    """Returns the exit code: 0 when the comparison was made (whatever its verdict)."""
+def run_demo(pipeline: Pipeline, console: Console, keep: bool = False) -> int:
+    """Returns the exit code: 0 when the comparison was made (whatever its verdict). The temporary
+    repository is removed at the end unless `keep`: the runs, their outputs and the report stay in the
+    data dir, and a later demo still reuses them (reuse is by tree, not by repository path)."""
     # Resolved, as the CLI's --repo is: runs store the path, and workers elsewhere must find it.
     repo = Path(tempfile.mkdtemp(prefix="tierbot-demo-")).resolve()
+    try:
+        return _compare_example(pipeline, console, repo)
+    finally:
+        if keep:
+            console.print(f"The example repository is kept: {repo}")
+        else:
+            shutil.rmtree(repo, ignore_errors=True)
+
+
+def _compare_example(pipeline: Pipeline, console: Console, repo: Path) -> int:
     console.rule("[bold]tierbot demo")
     console.print(f"Example repository: {repo}")
     change = make_repository(repo)

@@ -26,6 +26,7 @@ from bot.cli.experiments import (
     runs,
     show,
 )
+from bot.cli.gc import gc
 from bot.cli.init import init
 from bot.cli.metavars import plain_metavars
 from bot.cli.outcome import Exit, cli_output_schema
@@ -46,6 +47,7 @@ hooks_app = typer.Typer(no_args_is_help=True, help="Git hooks.")
 app.add_typer(hooks_app, name="hooks")
 for command in (run, compare, runs, show, cancel):
     app.command()(command)
+app.command()(gc)
 
 
 @app.command()
@@ -129,11 +131,15 @@ def worker(
 
 
 @app.command()
-def demo() -> None:
+def demo(
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the example repository (its path is printed).")
+    ] = False,
+) -> None:
     """The whole loop on the bundled example: a repository, a branch with a change, the comparison."""
     from bot.cli.demo import run_demo
 
-    raise typer.Exit(run_demo(pipeline(), console))
+    raise typer.Exit(run_demo(pipeline(), console, keep=keep))
 
 
 @hooks_app.command("install")

@@ -5,17 +5,18 @@ so this is the slowest test; pip's cache makes later runs quick.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 
-def demo(data_dir: Path) -> subprocess.CompletedProcess:
+def demo(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
     env |= {"TIERBOT_DATA_DIR": str(data_dir), "COLUMNS": "120"}
     return subprocess.run(
-        [sys.executable, "-m", "bot", "demo"], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "bot", "demo", *args], env=env, capture_output=True, text=True, timeout=900
     )
 
 
@@ -27,13 +28,17 @@ def test_demo_compares_then_reuses_both_sides(tmp_path: Path):
     assert "predictions.csv" in first.stdout and "confusion_matrix.png" in first.stdout
     report = Path(first.stdout.split("HTML report: ")[1].split()[0])
     assert "<html" in report.read_text()
+    assert not Path(first.stdout.split("Example repository: ")[1].split()[0]).exists()  # removed at the end
 
-    second = demo(tmp_path / "data")
+    second = demo(tmp_path / "data", "--keep")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Baseline reused: run" in second.stdout
     assert "Branch reused: run" in second.stdout  # nothing ran: the same trees ran before
     assert "branch: reused run" in second.stdout
     assert "FAIL metric test.log_loss" in second.stdout
+    kept = Path(second.stdout.split("The example repository is kept: ")[1].split()[0])
+    assert (kept / ".git").is_dir()
+    shutil.rmtree(kept)
 
 
 def test_wheel_ships_templates_examples_hooks_and_migrations(tmp_path: Path):
