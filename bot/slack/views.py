@@ -45,16 +45,16 @@ def run_message(
     buttons = actions(run, tiers)
     if comparison is not None and comparison.state == "done" and run.run_state.terminal:
         pull = [context(str(texts.pull_line(about, about_url)))] if about else []
-        room = SLACK_MAX_BLOCKS - 1 - len(pull)
+        room = SLACK_MAX_BLOCKS - len(buttons) - len(pull)
         message = render_slack(Comparison.model_validate(comparison.result), ctx, max_blocks=room)
-        return {"text": message["text"], "blocks": message["blocks"] + pull + [buttons]}
+        return {"text": message["text"], "blocks": message["blocks"] + pull + buttons}
     title, detail = state_text(run, comparison, now, position)
     line = (run.last_log_line or "").strip() if run.state == RunState.running else ""
     label = texts.label(run, ref_label(run.ref, run.sha), about, about_url)
     blocks = [section(str(label)), section(str(texts.status(run, title, detail, line)))]
     if run.run_state.terminal and run.state != RunState.succeeded and run.log_tail:
         blocks.append(section(log_text(run, "\n".join(run.log_tail.splitlines()[-TAIL_LINES:]))))
-    return {"text": str(texts.fallback(run, title)), "blocks": blocks + [buttons]}
+    return {"text": str(texts.fallback(run, title)), "blocks": blocks + buttons}
 
 
 def state_text(
@@ -72,8 +72,10 @@ def state_text(
     return f"Succeeded: {run.reason}", ""
 
 
-def actions(run: Run, tiers: TierSet) -> dict:
-    """Cancel while the run goes; Rerun on a tier (a select) once it has ended; Logs once it started."""
+def actions(run: Run, tiers: TierSet) -> list[dict]:
+    """Cancel while the run goes; Rerun on a tier that can run here (a select) once it has ended; Logs
+    once it started: one actions block, or none when there is nothing to offer (Slack refuses an empty
+    one)."""
     elements: list[dict] = []
     if not run.run_state.terminal:
         elements.append(
@@ -86,18 +88,21 @@ def actions(run: Run, tiers: TierSet) -> dict:
             }
         )
     else:
+        # Only tiers that can run here: a rerun on an unavailable one would only be refused.
+        available = [tier for tier in tiers.tiers if not tier.unavailable][:MAX_OPTIONS]
         options = [
             {"text": {"type": "plain_text", "text": tier.name[:75]}, "value": f"{run.id}:{tier.name}"}
-            for tier in tiers.tiers[:MAX_OPTIONS]
+            for tier in available
         ]
-        elements.append(
-            {
-                "type": "static_select",
-                "action_id": "tierbot_rerun",
-                "placeholder": {"type": "plain_text", "text": "Rerun on…"},
-                "options": options,
-            }
-        )
+        if options:  # Slack refuses a select without options
+            elements.append(
+                {
+                    "type": "static_select",
+                    "action_id": "tierbot_rerun",
+                    "placeholder": {"type": "plain_text", "text": "Rerun on…"},
+                    "options": options,
+                }
+            )
     if run.started_at is not None:
         elements.append(
             {
@@ -107,7 +112,7 @@ def actions(run: Run, tiers: TierSet) -> dict:
                 "value": str(run.id),
             }
         )
-    return {"type": "actions", "block_id": f"run-{run.id}", "elements": elements}
+    return [{"type": "actions", "block_id": f"run-{run.id}", "elements": elements}] if elements else []
 
 
 def log_text(run: Run, tail: str) -> str:

@@ -39,6 +39,16 @@ def test_final_message_is_the_comparison_with_buttons_within_slacks_limits():
     assert message["blocks"][-1]["elements"][0]["action_id"] == "tierbot_rerun"
 
 
+def test_rerun_offers_only_the_tiers_that_can_run_here():
+    ended = run(RunState.succeeded, ref="feature-x")
+    marked = TIERS.with_availability({"local": None, "gpu-small": "no NVIDIA runtime on the engine"})
+    select, logs = run_message(ended, None, None, NOW, 0, marked)["blocks"][-1]["elements"]
+    assert [o["value"] for o in select["options"]] == [f"{ended.id}:local"] and logs["text"]["text"] == "Logs"
+    none_here = TIERS.with_availability({"local": "gone", "gpu-small": "gone"})
+    queued = run(RunState.cancelled, ref="feature-x", started_at=None)  # ended before it started: no Logs
+    assert all(b["type"] != "actions" for b in run_message(queued, None, None, NOW, 0, none_here)["blocks"])
+
+
 def test_crashed_message_and_texts():
     crashed = run(
         RunState.failed, ref="feature-x", reason="exit code 3", log_tail="Traceback…\nValueError: boom"
