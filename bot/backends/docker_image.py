@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import docker
 import xxhash
@@ -94,16 +94,20 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
-class _Recipe:
-    shown: str
+class _Recipe(Protocol):
+    """How an environment image is built: the repository's Dockerfile, or the tier's base image with
+    the requirements."""
+
+    shown: str  # for people: what is built
     dockerfile: str
 
     def key(self) -> str:
-        raise NotImplementedError
+        """The hash that names the image: the same recipe builds nothing the second time."""
+        ...
 
     def context(self) -> IO[bytes]:
         """The build context as a tar file, positioned at its start."""
-        raise NotImplementedError
+        ...
 
 
 class _DockerfileRecipe(_Recipe):
