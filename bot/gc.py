@@ -1,4 +1,5 @@
-"""`tierbot gc`: what the data dir holds that no recent run or baseline needs, and removing it.
+"""`tierbot gc`: what the data dir and the artifact store hold that no recent run or baseline needs, and
+removing it (outputs, logs and reports through the store, `bot.artifacts`: from S3 too).
 
 A plan is made first (`plan`), from the database and the data dir, and only then applied (`apply`), so
 that `--dry-run` shows exactly what a real run would remove.
@@ -31,8 +32,8 @@ from pathlib import Path
 
 from sqlalchemy import delete, select, update
 
+from bot.artifacts import ArtifactStore, Stored, artifact_store
 from bot.backends.venv import READY
-from bot.outputs import BlobStore
 from bot.settings import Settings
 from bot.store.models import ComparisonRecord, Output, Run, RunState, SkippedOutput
 
@@ -52,10 +53,11 @@ class Policy:
 
 @dataclass(frozen=True)
 class Item:
-    """One thing to remove: a run's outputs, a log, a report, a worktree or an environment."""
+    """One thing to remove: a run's outputs, a log, a report, a worktree or an environment. Outputs, logs
+    and reports are in the artifact store (`Stored`), removed through it; the rest are local paths."""
 
     kind: str
-    paths: tuple[Path, ...]
+    paths: tuple[Path | Stored, ...]
     size: int
     why: str
     run_id: int | None = None
@@ -64,6 +66,7 @@ class Item:
 
 @dataclass
 class Plan:
+    store: ArtifactStore
     items: list[Item] = field(default_factory=list)
     collected_runs: set[int] = field(default_factory=set)  # whose Output rows go, key marked
     data_size: int = 0  # bytes in the data dir before
@@ -97,7 +100,8 @@ def plan(s, settings: Settings, policy: Policy, needed_envs: set[str] | None) ->
     kept = protected | _latest_baselines(runs.values())
     kept |= {r.id for r in runs.values() if _when(r) >= policy.cutoff}
 
-    result = Plan(data_size=_tree_size(settings.data_dir))
+    store = artifact_store(settings)
+    result = Plan(store, data_size=_tree_size(settings.data_dir))
     held = _Held(
         blobs=Counter(h for run_id in kept for h in hashes.get(run_id, {})),
         logs=Counter(runs[run_id].log_path for run_id in kept if runs[run_id].log_path),
@@ -105,7 +109,6 @@ def plan(s, settings: Settings, policy: Policy, needed_envs: set[str] | None) ->
     reports: dict[int, list[ComparisonRecord]] = {}
     for c in comparisons:
         reports.setdefault(c.head_run_id, []).append(c)
-    store = BlobStore(settings.blobs_dir)
 
     def collect(run: Run, why: str) -> None:
         if run.id in kept:  # only kept runs were counted as holding their blobs and log
@@ -147,11 +150,14 @@ def apply(s, plan: Plan) -> int:
     freed = 0
     for item in plan.items:
         for path in item.paths:
-            _remove(path)
+            if isinstance(path, Stored):
+                plan.store.remove(path.location)
+            else:
+                _remove(path)
         freed += item.size
     for item in plan.items:
         if item.kind == "log" and item.run_id is not None:
-            s.execute(update(Run).where(Run.log_path == str(item.paths[0])).values(log_path=None))
+            s.execute(update(Run).where(Run.log_path == item.paths[0].location).values(log_path=None))
         if item.kind == "report" and item.comparison_id is not None:
             s.execute(
                 update(ComparisonRecord)
@@ -175,32 +181,44 @@ def _latest_baselines(runs: Iterable[Run]) -> set[int]:
     return set(latest.values())
 
 
-def _run_items(run, why, hashes, held: _Held, reports, store: BlobStore, settings) -> list[Item]:
+def _run_items(run, why, hashes, held: _Held, reports, store: ArtifactStore, settings) -> list[Item]:
     items = []
-    gone = [h for h in hashes if held.blobs[h] <= 0 and h not in held.removed and store.path_of(h).exists()]
+    blobs = {h: store.blob_location(h) for h in hashes if held.blobs[h] <= 0 and h not in held.removed}
+    gone = [h for h, location in blobs.items() if store.size(location) is not None]
     held.removed.update(gone)  # counted once, even when another collected run holds the same content
     if gone:
         files = f"{len(gone)} file{'s' * (len(gone) != 1)}"
-        paths = tuple(store.path_of(h) for h in gone)
+        paths = tuple(Stored(blobs[h]) for h in gone)
         why_outputs = f"run {run.id}'s outputs ({files}); {why}"
         items.append(Item("outputs", paths, sum(hashes[h] for h in gone), why_outputs, run.id))
     log = run.log_path
-    if log and held.logs[log] <= 0 and log not in held.removed and Path(log).exists():
+    if log and held.logs[log] <= 0 and log not in held.removed and (size := store.size(log)) is not None:
         held.removed.add(log)
-        items.append(Item("log", (Path(log),), _tree_size(Path(log)), f"run {run.id}'s log; {why}", run.id))
+        items.append(Item("log", (Stored(log),), size, f"run {run.id}'s log; {why}", run.id))
     for c in reports.get(run.id, []):
-        found = tuple(p for p in _report_paths(c, settings) if p.exists())
-        size = sum(_tree_size(p) for p in found)
+        found = _report_parts(c, settings, store)
+        size = sum(part_size for _, part_size in found)
         why_report = f"comparison {c.id}'s report (run {run.id}); {why}"
-        items.append(Item("report", found, size, why_report, run.id, comparison_id=c.id))
+        paths = tuple(part for part, _ in found)
+        items.append(Item("report", paths, size, why_report, run.id, comparison_id=c.id))
     return items
 
 
-def _report_paths(c: ComparisonRecord, settings: Settings) -> list[Path]:
-    paths = [settings.reports_dir / f"comparison-{c.id}.html", settings.reports_dir / f"comparison-{c.id}"]
-    if c.report_path and Path(c.report_path) not in paths:
-        paths.append(Path(c.report_path))
-    return paths
+def _report_parts(
+    c: ComparisonRecord, settings: Settings, store: ArtifactStore
+) -> list[tuple[Path | Stored, int]]:
+    """A comparison's report in the store, and what this host holds of it: its diff pictures, and a report
+    file left in the data dir (written before a store was configured), each with its size."""
+    parts: list[tuple[Path | Stored, int]] = []
+    if c.report_path and (size := store.size(c.report_path)) is not None:
+        parts.append((Stored(c.report_path), size))
+    for path in (
+        settings.reports_dir / f"comparison-{c.id}.html",
+        settings.reports_dir / f"comparison-{c.id}",
+    ):
+        if path.exists() and str(path) != c.report_path:
+            parts.append((path, _tree_size(path)))
+    return parts
 
 
 def _worktrees(root: Path, runs: dict[int, Run], protected: set[int], policy: Policy) -> list[Item]:

@@ -14,9 +14,10 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import xxhash
 
@@ -53,6 +54,41 @@ class Blob:
     size: int
 
 
+class BlobMismatch(ValueError):
+    """Content that came back under a hash is not what the hash says: corrupted or tampered with."""
+
+
+def write_atomically(
+    target: Path, fill: Callable[[BinaryIO], None], read_only: bool = False, expected_hash: str | None = None
+) -> None:
+    """`target` written by `fill` into a temporary file beside it, then renamed over it: readers, on this
+    host or another one sharing the directory, see all of it or none. With `expected_hash`, the content is
+    kept only when it has that hash (BlobMismatch otherwise)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            fill(out)
+        if expected_hash is not None and (found := file_hash(Path(temp))) != expected_hash:
+            raise BlobMismatch(f"its content hashes to {found}, not {expected_hash}")
+        if read_only:
+            os.chmod(temp, 0o444)
+        os.replace(temp, target)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def copy_of(path: Path) -> Callable[[BinaryIO], None]:
+    """What writes `path`'s content to a file (for `write_atomically`)."""
+
+    def copy(out: BinaryIO) -> None:
+        with open(path, "rb") as src:
+            shutil.copyfileobj(src, out, CHUNK)
+
+    return copy
+
+
 class BlobStore:
     """Files by content hash under `root/ab/cdef...`, each stored once, read-only, written atomically."""
 
@@ -68,17 +104,17 @@ class BlobStore:
         hash = file_hash(path)
         target = self.path_of(hash)
         if not target.exists():  # the same content from another run is already here: no copy
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
-            try:
-                with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                    shutil.copyfileobj(src, out, CHUNK)
-                os.chmod(temp, 0o444)  # blobs are shared between runs: nobody edits one in place
-                os.replace(temp, target)  # readers see the whole blob or none
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
+            # blobs are shared between runs: nobody edits one in place
+            write_atomically(target, copy_of(path), read_only=True)
         return Blob(hash=hash, size=target.stat().st_size)
+
+    def fill(self, hash: str, fetch: Callable[[BinaryIO], None]) -> Path:
+        """The blob `hash` here, written by `fetch` (from another store) when it is not here yet, and kept
+        only when its content has that hash: what comes back from elsewhere is verified before any use."""
+        target = self.path_of(hash)
+        if not target.exists():
+            write_atomically(target, fetch, read_only=True, expected_hash=hash)
+        return target
 
 
 @dataclass(frozen=True)

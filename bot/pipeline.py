@@ -8,26 +8,29 @@ tree for the head: `bot.reuse`) and a pending comparison; workers execute runs (
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import joinedload
+from sqlalchemy.exc import IntegrityError
 
 from bot import targets
+from bot.artifacts import ArtifactUnavailable, artifact_store
 from bot.backends import mark_availability, untrusted_refusal
 from bot.checkout import CodeCache
-from bot.compare import Options, compare_outputs
+from bot.compare import Options, compare_outputs, compare_params
 from bot.doors import DoorPlugin
-from bot.errors import RunNotFound, TierbotError, TierUnavailable
+from bot.errors import TierbotError, TierUnavailable
 from bot.forks import fork_tier
+from bot.history import ranges_for
+from bot.lookups import Lookups
 from bot.manifest import FileEntry, Manifest, SkippedEntry
-from bot.outputs import BlobStore
 from bot.redact import Redactor, redactor_for
 from bot.render.html import render_html
 from bot.render.run_states import ref_label
 from bot.render.view import ReportContext
 from bot.request import RunRequest
-from bot.reuse import cache_key, cached_baseline, reuse_earlier
+from bot.reuse import cache_key, cached_baseline, enter, reuse_earlier
 from bot.settings import Settings
 from bot.signed_links import report_url
 from bot.spec import SPEC_FILE, Spec, parse_spec, spec_names
@@ -38,6 +41,15 @@ from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON, SkippedOutput, utcno
 from bot.store.queue import Queue
 from bot.store.reports import Reports
 from bot.tiers import Requester, Tier, load_tiers
+
+
+class AlreadyRequested(Exception):
+    """An automatic request that was made before (an event delivered again under another id, a replay):
+    it starts nothing; `run` is what it started the first time."""
+
+    def __init__(self, run: Run):
+        super().__init__(f"already requested: run {run.id}")
+        self.run = run
 
 
 @dataclass
@@ -63,7 +75,7 @@ class Submission:
 GitCredentials = Callable[[Settings, Redactor], Callable[[str], str | None] | None]
 
 
-class Pipeline:
+class Pipeline(Lookups):
     """The core's services, wired once: settings in, and the doors with their ports (`bot.wiring` plugs
     them in; without them the core fetches code with no credentials and workers only execute runs)."""
 
@@ -84,7 +96,7 @@ class Pipeline:
             settings.git_url,
             git_credentials(settings, self.redactor) if git_credentials else None,
         )
-        self.blobs = BlobStore(settings.blobs_dir)
+        self.artifacts = artifact_store(settings)  # outputs, logs and reports: any replica's
         self.reports = Reports(self.db, settings.lease_seconds)
         self.queue = Queue(
             self.db, self.tiers, settings.lease_seconds, settings.max_attempts, on_change=self.reports.touch
@@ -96,7 +108,9 @@ class Pipeline:
 
     def submit(self, request: RunRequest) -> Submission:
         """Validate everything the user could have got wrong, then queue it all at once (so a bad base
-        leaves nothing queued). Raises TierbotError."""
+        leaves nothing queued). Raises TierbotError, and AlreadyRequested for a request made before."""
+        if request.once and (earlier := self.requested(request.once)) is not None:
+            raise AlreadyRequested(earlier)  # before any git work: a redelivered event costs a query
         request = self._subscribed(request)
         repo = request.repository
         sha = self.code.resolve(repo, request.ref)
@@ -108,13 +122,19 @@ class Pipeline:
         trusted, tier = self._trust(request, sha, tier)  # a fork's code (and its baseline): the sandbox's
         role = "head" if request.base else "run"
         waiting = not trusted and not self.approvals.approved(request.subject, sha)
-        with self.db.session() as s:
-            head = self._new_run(s, request, request.ref, sha, spec, tier, role, trusted, waiting)
-            reuse_earlier(s, head, request.fresh)
-            if not request.base:
-                submission = Submission(head=head)
-            else:
-                submission = self._compare_with_baseline(s, request, head, base_sha, base_spec, tier)
+        try:
+            with self.db.session() as s:
+                head = self._new_run(s, request, request.ref, sha, spec, tier, role, trusted, waiting)
+                reuse_earlier(s, head, request.fresh)
+                if not request.base:
+                    submission = Submission(head=head)
+                else:
+                    submission = self._compare_with_baseline(s, request, head, base_sha, base_spec, tier)
+        except IntegrityError:  # another replica took the same request a moment ago (`runs.once`)
+            earlier = self.requested(request.once) if request.once else None
+            if earlier is None:
+                raise
+            raise AlreadyRequested(earlier) from None
         self.reports.touch([head.id])
         if submission.base is not None and submission.base.run_state.terminal:
             self.settle(submission.comparison.id)
@@ -129,13 +149,14 @@ class Pipeline:
         self, s, request: RunRequest, head: Run, base_sha: str, base_spec: Spec, tier: Tier
     ) -> Submission:
         """The head's comparison against a baseline: a cached one (reused, or joined while it runs) or
-        a new baseline run."""
+        a new baseline run, which may take the outcome of any earlier run of its key (a push to main's)."""
         base = cached_baseline(s, cache_key(self.code, request.repository, base_sha, base_spec, tier))
         reused = base is not None and base.state == RunState.succeeded
         joined = base is not None and not reused
         if base is None:
             trusted = self.code.own_commit(request.repository, base_sha)
             base = self._new_run(s, request, request.base, base_sha, base_spec, tier, "baseline", trusted)
+            reused = reuse_earlier(s, base, fresh=False) is not None
         comparison = ComparisonRecord(
             head_run_id=head.id,
             base_run_id=base.id,
@@ -172,6 +193,7 @@ class Pipeline:
                 phase=REFUSED_NEEDS_PERSON if error.needs_person else REFUSED,
                 reason=self.redactor(str(error)),
                 finished_at=utcnow(),
+                once=request.once,
             )
             s.add(run)
         self.reports.touch([run.id])
@@ -245,9 +267,9 @@ class Pipeline:
             trusted=trusted,
             state=RunState.waiting if waiting else RunState.queued,
             phase="waiting for approval" if waiting else "queued",
+            once=request.once if role != "baseline" else None,
         )
-        s.add(run)
-        s.flush()
+        enter(s, run)
         return run
 
     def rerun(self, run_id: int, requester: Requester, tier: str | None = None) -> Submission:
@@ -271,12 +293,13 @@ class Pipeline:
     # -- settle ---------------------------------------------------------------------------------------
 
     def settle_for(self, run_id: int) -> None:
-        """Settle every pending comparison that was waiting for this run."""
+        """Settle every pending comparison that was waiting for this run, or for a run that joined it."""
         with self.db.session() as s:
+            runs = select(Run.id).where((Run.id == run_id) | (Run.reused_run_id == run_id))
             ids = s.scalars(
                 select(ComparisonRecord.id).where(
                     ComparisonRecord.state == "pending",
-                    (ComparisonRecord.head_run_id == run_id) | (ComparisonRecord.base_run_id == run_id),
+                    ComparisonRecord.head_run_id.in_(runs) | ComparisonRecord.base_run_id.in_(runs),
                 )
             ).all()
         for comparison_id in ids:
@@ -300,22 +323,28 @@ class Pipeline:
             reason = "; ".join(f"the {side} run {r.id} {r.state}: {r.reason}" for side, r in broken)
             fields |= {"state": "failed", "reason": self.redactor(reason)}
         else:
-            locate = self.blob_path
-            report = self.settings.reports_dir / f"comparison-{comparison_id}.html"
-            artifacts = self.settings.reports_dir / f"comparison-{comparison_id}"
-            result = compare_outputs(
-                *manifests, locate, locate, spec.compare, self.compare_options(artifacts)
-            )
-            # Outputs may hold secrets too (a printed token in a log file's diff): none is stored.
-            result = type(result).model_validate(self.redactor.data(result.model_dump(mode="json")))
-            report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(render_html(result, context, artifacts), encoding="utf-8")
-            fields |= {
-                "state": "done",
-                "verdict": result.verdict,
-                "result": result.model_dump(mode="json"),
-                "report_path": str(report),
-            }
+            try:  # outputs another replica collected: here, verified, before anything reads them
+                self.artifacts.fetch(entry for manifest in manifests for entry in manifest.files.values())
+            except ArtifactUnavailable as exc:
+                reason = f"the outputs cannot be compared: {exc}"
+                fields |= {"state": "failed", "reason": self.redactor(reason)}
+            else:
+                locate = self.blob_path
+                artifacts = self.settings.reports_dir / f"comparison-{comparison_id}"
+                result = compare_outputs(
+                    *manifests, locate, locate, spec.compare, self.compare_options(artifacts)
+                )
+                sides = (partial(self.code.read, head.repository, run.sha) for run in (base, head))
+                result.params = compare_params(spec.compare.params, *sides)  # the inputs, at each commit
+                # Outputs may hold secrets too (a printed token in a log file's diff): none is stored.
+                result = type(result).model_validate(self.redactor.data(result.model_dump(mode="json")))
+                html = render_html(result, context, artifacts)
+                fields |= {
+                    "state": "done",
+                    "verdict": result.verdict,
+                    "result": result.model_dump(mode="json"),
+                    "report_path": self.artifacts.put_report(comparison_id, html),
+                }
         with self.db.session() as s:
             # Both sides may end at once on two workers; only the first settles.
             s.execute(
@@ -336,7 +365,7 @@ class Pipeline:
         )
 
     def blob_path(self, entry: FileEntry) -> Path:
-        return self.blobs.path_of(entry.hash)
+        return self.artifacts.blobs.path_of(entry.hash)
 
     @staticmethod
     def _manifest(s, run_id: int) -> Manifest:
@@ -362,42 +391,5 @@ class Pipeline:
             report_url=report_url(
                 self.settings, comparison.id, comparison.head_run.repository, comparison.report_path
             ),
+            history=ranges_for(self.db, comparison),
         )
-
-    # -- lookups for the doors ------------------------------------------------------------------------
-
-    def run(self, run_id: int) -> Run:
-        with self.db.session() as s:
-            run = s.get(Run, run_id)
-            if run is None:
-                raise RunNotFound(f"There is no run {run_id}. `tierbot runs` lists the recent ones.")
-            return run
-
-    def comparison(self, comparison_id: int) -> ComparisonRecord:
-        with self.db.session() as s:
-            sides = [joinedload(ComparisonRecord.head_run), joinedload(ComparisonRecord.base_run)]
-            comparison = s.get(ComparisonRecord, comparison_id, options=sides)
-            if comparison is None:
-                raise TierbotError(f"There is no comparison {comparison_id}.")
-            return comparison
-
-    def comparison_for(self, head_run_id: int) -> ComparisonRecord | None:
-        """The comparison a head run belongs to (the newest, should a run have several)."""
-        with self.db.session() as s:
-            found = s.scalars(
-                select(ComparisonRecord.id)
-                .where(ComparisonRecord.head_run_id == head_run_id)
-                .order_by(ComparisonRecord.id.desc())
-                .limit(1)
-            ).first()
-        return self.comparison(found) if found is not None else None
-
-    def outputs(self, run_id: int) -> list[Output]:
-        with self.db.session() as s:
-            return list(s.scalars(select(Output).where(Output.run_id == run_id).order_by(Output.path)))
-
-    def recent_runs(self, limit: int = 20, **equal: str | None) -> list[Run]:
-        """The newest runs, those whose columns equal what is given (repository, ref, state) when given."""
-        wanted = [getattr(Run, column) == value for column, value in equal.items() if value is not None]
-        with self.db.session() as s:
-            return list(s.scalars(select(Run).where(*wanted).order_by(Run.id.desc()).limit(limit)))

@@ -34,6 +34,11 @@ class RunRequest(BaseModel):
         True,
         description="False for a fork's code: it waits for an approval of its commit, runs without secrets.",
     )
+    once: str | None = Field(
+        None,
+        description="What makes an automatic request the same one again (a pull request at a commit): a "
+        "request with the `once` of a live run starts nothing (`bot.pipeline.AlreadyRequested`).",
+    )
     fresh: bool = Field(
         False,
         description="Run again even when a run of the same tree, spec, environment and tier succeeded "

@@ -11,16 +11,24 @@ that really ran. Its comparison settles as soon as the baseline has ended.
 
 Automatic requests reuse (a pull request's pushes, `tierbot compare` and the pre-push hook); an explicit
 one (`/run experiment`, a Rerun button, `--fresh`) asks for a new run and gets one (`RunRequest.fresh`).
+
+One run per key is in flight: a run whose key is already queued or running (and going to execute) joins
+that run (`enter`) — it waits with `reused_run_id` naming it and ends as it ends (`release_joiners`) —
+whether the request is fresh or not, since the run it joins is a new execution too. The database's
+partial unique index (`bot.store.models.IN_FLIGHT`) settles two replicas adding the same key at once.
 """
 
 import xxhash
 from sqlalchemy import case, select
+from sqlalchemy.exc import IntegrityError
 
 from bot.checkout import CodeCache
-from bot.render.run_states import reused_run
+from bot.render.run_states import REUSE_BASIS, reused_run
 from bot.spec import Spec
 from bot.store.models import Output, Run, RunState, SkippedOutput, utcnow
 from bot.tiers import Tier
+
+JOINED = "joined"  # the phase of a run waiting for the run of its key that is in flight
 
 
 def cache_key(code: CodeCache, repo: str, sha: str, spec: Spec, tier: Tier) -> str:
@@ -88,3 +96,66 @@ def take_outcome(s, run: Run, earlier: Run) -> None:
     s.add_all(Output(run_id=run.id, path=o.path, size=o.size, hash=o.hash) for o in outputs)
     skipped = s.scalars(select(SkippedOutput).where(SkippedOutput.run_id == earlier.id)).all()
     s.add_all(SkippedOutput(run_id=run.id, path=k.path, reason=k.reason) for k in skipped)
+
+
+def enter(s, run: Run) -> Run | None:
+    """Add `run` (new) to the session; when it would execute while a run of its key is in flight, it
+    joins that run instead. The run joined, or None."""
+    joined = _join_in_flight(s, run)
+    try:
+        with s.begin_nested():
+            s.add(run)
+            s.flush()
+    except IntegrityError:  # another replica put the same key in flight a moment ago: join its run
+        joined = _join_in_flight(s, run)
+        if joined is None:
+            raise
+        s.add(run)
+        s.flush()
+    return joined
+
+
+def _join_in_flight(s, run: Run) -> Run | None:
+    if not (run.trusted and run.cache_key and run.state == RunState.queued and run.reused_run_id is None):
+        return None
+    query = select(Run).where(
+        Run.cache_key == run.cache_key,
+        Run.state.in_([RunState.queued, RunState.running]),
+        Run.reused_run_id.is_(None),
+        Run.trusted.is_(True),
+        Run.id != run.id if run.id is not None else True,  # a joiner set free is not its own original
+    )
+    running = s.scalars(query.limit(1)).first()
+    if running is not None:
+        run.reused_run_id, run.phase = running.id, JOINED
+    return running
+
+
+def release_joiners(s, original: Run) -> list[int]:
+    """The runs that joined `original`, which has just ended: they end as it ended; when it was
+    cancelled, they run after all (one runs, the others join it). The ids of those whose state changed."""
+    joiners = list(
+        s.scalars(
+            select(Run).where(Run.reused_run_id == original.id, Run.state == RunState.queued).order_by(Run.id)
+        )
+    )
+    if not joiners:
+        return []
+    if original.state == RunState.cancelled:
+        first = joiners[0]
+        first.reused_run_id, first.phase = None, RunState.queued.value
+        running = _join_in_flight(s, first)
+        for joiner in joiners[1:]:
+            joiner.reused_run_id = (running or first).id
+        s.flush()
+        return [j.id for j in joiners]
+    for joiner in joiners:
+        if original.state == RunState.succeeded:
+            take_outcome(s, joiner, original)
+        else:
+            joiner.state, joiner.phase = original.state, original.state
+            joined = f"run {original.id}, which it joined ({REUSE_BASIS})"
+            joiner.reason = f"{joined}, {original.state}: {original.reason}"
+            joiner.started_at = joiner.finished_at = utcnow()
+            joiner.exit_code, joiner.log_tail = original.exit_code, original.log_tail
+    return [j.id for j in joiners]

@@ -5,40 +5,63 @@ environment here, so tests and several replicas can build as many apps as they l
 """
 
 import asyncio
+import collections
 import gc
+import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import func, select, text
 
 from bot import __version__, signed_links
+from bot.artifacts import ArtifactUnavailable
+from bot.crew import Crew, exit_on_second_signal
 from bot.errors import TierbotError
 from bot.inbox import Inbox
 from bot.limits import RequestLimits
 from bot.pipeline import Pipeline
-from bot.store import Run
+from bot.store import Run, RunState
 from bot.store.deliveries import Item
-from bot.worker import Worker
+
+log = logging.getLogger(__name__)
 
 
 class _RunStates:
-    """Runs per state, read from the database at scrape time (any replica may have changed them)."""
+    """Runs per state, the queue's depth per tier and the runs in flight per replica, read from the
+    database at scrape time (any replica may have changed them); runs of dead workers this replica took
+    over."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
 
     def collect(self):
-        gauge = GaugeMetricFamily("tierbot_runs", "Runs by state", labels=["state"])
+        states = GaugeMetricFamily("tierbot_runs", "Runs by state", labels=["state"])
+        depth = GaugeMetricFamily("tierbot_queue_depth", "Queued runs waiting for a worker", labels=["tier"])
+        flight = GaugeMetricFamily(
+            "tierbot_runs_in_flight", "Runs being executed, by replica (host:pid)", labels=["replica"]
+        )
+        replicas: collections.Counter[str] = collections.Counter()
         with self.pipeline.db.session() as s:
             for state, count in s.execute(select(Run.state, func.count()).group_by(Run.state)):
-                gauge.add_metric([state], count)
-        yield gauge
+                states.add_metric([state], count)
+            waiting = (Run.state == RunState.queued) & Run.reused_run_id.is_(None)  # joiners never run
+            for tier, count in s.execute(select(Run.tier, func.count()).where(waiting).group_by(Run.tier)):
+                depth.add_metric([tier], count)
+            running = select(Run.worker, func.count()).where(Run.state == RunState.running)
+            for worker, count in s.execute(running.group_by(Run.worker)):
+                replicas[(worker or "?").rsplit(":", 1)[0]] += count  # a worker is host:pid:thread
+        for replica, count in sorted(replicas.items()):
+            flight.add_metric([replica], count)
+        takeovers = CounterMetricFamily(
+            "tierbot_takeovers", "Runs of dead workers this replica requeued or ended"
+        )
+        takeovers.add_metric([], self.pipeline.queue.takeovers)
+        yield from (states, depth, flight, takeovers)
 
 
 class _Metrics:
@@ -134,15 +157,8 @@ def _lifespan(pipeline: Pipeline, workers: int, links: list[Callable[[], Callabl
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        # One door worker keeps deliveries and reports moving while every run worker is busy.
-        pool = [Worker(pipeline, runs=False)] + [Worker(pipeline) for _ in range(workers)] if workers else []
-        threads = [
-            threading.Thread(target=worker.run_forever, args=(stop,), name=f"worker-{n}")
-            for n, worker in enumerate(pool)
-        ]
-        for thread in threads:
-            thread.start()
+        crew = Crew(pipeline, runs=workers, doors=bool(workers))
+        crew.start()
         # Opening and closing a websocket block for seconds: not on the event loop.
         closers = [await asyncio.to_thread(open_link) for open_link in links]
         # Everything alive now (the libraries, the app) lives as long as the server: left to the
@@ -155,9 +171,9 @@ def _lifespan(pipeline: Pipeline, workers: int, links: list[Callable[[], Callabl
         for close in closers:
             if close is not None:
                 await asyncio.to_thread(close)
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        if threading.current_thread() is threading.main_thread():  # serving; not a test's thread
+            exit_on_second_signal()
+        await asyncio.to_thread(crew.stop, pipeline.settings.shutdown_grace_seconds)
 
     return lifespan
 
@@ -178,8 +194,13 @@ def _report(pipeline: Pipeline, comparison_id: int, token: str) -> Response:
         return JSONResponse({"detail": "no such report"}, status_code=404)
     if verdict == "expired":
         return HTMLResponse(signed_links.expired_page(settings, token, comparison.head_run_id), 410)
-    path = comparison.report_path
-    if path is None or not Path(path).is_file():
+    location = comparison.report_path  # in the artifact store: written by whichever replica settled it
+    try:
+        html = pipeline.artifacts.read_text(location) if location is not None else None
+    except ArtifactUnavailable as exc:  # the store is down, or what came back failed its check
+        log.warning("report %s: %s", comparison_id, exc)
+        return JSONResponse({"detail": "this report cannot be read now; try again later"}, status_code=503)
+    if html is None:
         return JSONResponse({"detail": "this report is not ready, or no longer kept"}, status_code=404)
     # Stored redacted; redacted again as it leaves, with the secrets this replica knows now.
-    return HTMLResponse(pipeline.redactor(Path(path).read_text(encoding="utf-8", errors="replace")))
+    return HTMLResponse(pipeline.redactor(html))

@@ -2,17 +2,20 @@
 `TIERBOT_CONFIG`. Everything below reads a `Settings` passed to it, never the environment."""
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+_S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def _default_data_dir() -> Path:
@@ -112,7 +115,8 @@ class Settings(BaseSettings):
         None,
         description="More secret values, comma-separated, that never reach GitHub, Slack or a report.",
     )
-    # Cloud credentials in the worker's environment: never used by tierbot itself yet, always redacted.
+    # Cloud credentials in the worker's environment: the S3 artifact store's (passed to boto3 explicitly:
+    # hardening removes them from the environment), always redacted.
     aws_access_key_id: SecretStr | None = Field(
         None, validation_alias=AliasChoices("TIERBOT_AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID")
     )
@@ -122,10 +126,48 @@ class Settings(BaseSettings):
     aws_session_token: SecretStr | None = Field(
         None, validation_alias=AliasChoices("TIERBOT_AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN")
     )
+    aws_endpoint_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("TIERBOT_AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+        description="An S3-compatible endpoint (MinIO, Ceph, a test server) instead of AWS's.",
+    )
+    artifact_store: str | None = Field(
+        None,
+        description="Where outputs, run logs and reports live: unset, the data dir (this host only); a path "
+        "every replica mounts (/mnt/shared/tierbot); or s3://bucket/prefix (install tierbot[aws]).",
+    )
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _artifact_store(cls, value: str | None) -> str | None:
+        """The store's place, normalized (no trailing slash); a clear refusal of anything else."""
+        if not value:
+            return None
+        usage = "set it to a path every replica mounts (/mnt/shared/tierbot) or to s3://bucket/prefix"
+        if value.startswith("s3://"):
+            bucket, _, prefix = value.removeprefix("s3://").partition("/")
+            if not _S3_BUCKET.match(bucket):
+                raise ValueError(
+                    f"TIERBOT_ARTIFACT_STORE={value!r}: {bucket!r} is not an S3 bucket name (3 to 63 "
+                    "lowercase letters, digits, dots and hyphens); " + usage
+                )
+            prefix = prefix.strip("/")
+            return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
+        if "://" in value:
+            raise ValueError(f"TIERBOT_ARTIFACT_STORE={value!r}: only s3:// URLs are stores; " + usage)
+        if not Path(value).is_absolute():
+            raise ValueError(f"TIERBOT_ARTIFACT_STORE={value!r} is not an absolute path; " + usage)
+        return str(Path(value))
 
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
     max_attempts: int = Field(2, ge=1, description="Times a run is started before a dead worker fails it.")
     poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker looks for queued runs.")
+    shutdown_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="On SIGTERM, how long runs being executed may go on before they are handed back to "
+        "the queue for another replica (a second SIGTERM exits at once).",
+    )
     reap_seconds: float = Field(
         300.0, gt=0, description="How often a worker removes what ended runs left on the backends' engines."
     )

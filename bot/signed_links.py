@@ -72,8 +72,8 @@ def report_url(
     """The link to a comparison's report, issued on the day `on` (today when not given)."""
     if report_path is None:
         return None
-    if settings.public_url is None:
-        return Path(report_path).as_uri()
+    if settings.public_url is None:  # the report's place: a file here, or a store's URL (s3://…)
+        return report_path if "://" in report_path else Path(report_path).as_uri()
     until = (on or today()) + timedelta(days=settings.report_link_days)
     base = settings.public_url.rstrip("/")
     return f"{base}/reports/{comparison_id}?token={token(settings, comparison_id, repository, until)}"

@@ -161,6 +161,36 @@ class JsonFile(_Strict):
         return _relative_path(value, "compare.json[].file")
 
 
+PLOT_EXTENSIONS = (".csv", ".tsv")
+
+
+class PlotFile(_Strict):
+    file: str = Field(description="A table of steps among the outputs: CSV or TSV, a header, a row a step.")
+    x: str | None = Field(None, description="The column of the x axis (`step`); the row number when unset.")
+    y: Columns = Field(
+        description="The column (`loss`) or columns (`[loss, val_loss]`) drawn: a chart each, main and the "
+        "branch as two lines."
+    )
+
+    @field_validator("file")
+    @classmethod
+    def _table(cls, value: str) -> str:
+        value = _relative_path(value, "compare.plots[].file")
+        if not value.lower().endswith(PLOT_EXTENSIONS):
+            raise ValueError(f"must be a CSV or TSV file (.csv or .tsv), not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _columns(self) -> "PlotFile":
+        if not self.y:
+            raise ValueError("y needs a column to draw: y: loss, or y: [loss, val_loss]")
+        if len(set(self.y)) != len(self.y):
+            raise ValueError(f"y names a column twice: {self.y}")
+        if self.x is not None and self.x in self.y:
+            raise ValueError(f"x {self.x!r} is also in y: a column is not drawn against itself")
+        return self
+
+
 MaskPattern = re2._Regexp  # RE2's compiled pattern; the module names no public type for it
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a bad pattern is the user's error, said in theirs, not a line on stderr
@@ -203,6 +233,11 @@ def _mask_error(pattern: str, exc: re2.error) -> str:
     )
 
 
+# Params files are inputs read from the commits (`bot.compare.params`), by extension.
+PARAMS_FORMATS = {".yaml": "YAML", ".yml": "YAML", ".json": "JSON", ".toml": "TOML"}
+MAX_PARAMS_FILES = 20
+
+
 class CompareSection(_Strict):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)  # `json` shadows BaseModel.json
 
@@ -214,6 +249,17 @@ class CompareSection(_Strict):
     json_tolerance: Tolerance = Field(
         default_factory=Tolerance,
         description="Numeric tolerance for JSON/YAML documents not listed under `json` (default: exact).",
+    )
+    plots: list[PlotFile] = Field(
+        default_factory=list, description="Tables of steps drawn as charts, main against the branch."
+    )
+    params: Annotated[
+        list[str] | None, BeforeValidator(_one_or_more, json_schema_input_type=str | list[str] | None)
+    ] = Field(
+        None,
+        description="Parameter files of the commit (YAML, JSON or TOML), whose changes every report shows "
+        "first: `[params.yaml]`. Unset: DVC's params.yaml when a commit has one; `[]`: none.",
+        examples=[["params.yaml", "configs/train.json"]],
     )
     ignore: list[str] = Field(default_factory=list, description="Glob patterns of outputs not compared.")
     mask: list[str] = Field(
@@ -227,6 +273,19 @@ class CompareSection(_Strict):
         for pattern in patterns:
             compile_mask(pattern)
         return patterns
+
+    @field_validator("params")
+    @classmethod
+    def _params_files(cls, paths: list[str] | None) -> list[str] | None:
+        if paths is None:
+            return None
+        if len(paths) > MAX_PARAMS_FILES:
+            raise ValueError(f"at most {MAX_PARAMS_FILES} params files, not {len(paths)}")
+        checked = [_relative_path(path, "a params file") for path in paths]
+        for path in checked:
+            if PurePosixPath(path).suffix.lower() not in PARAMS_FORMATS:
+                raise ValueError(f"{path!r} is not a YAML, JSON or TOML file (.yaml, .yml, .json or .toml)")
+        return list(dict.fromkeys(checked))
 
     def ignored(self, path: str) -> bool:
         return any(fnmatch.fnmatch(path, pattern) for pattern in self.ignore)

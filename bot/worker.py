@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from bot import history
 from bot.backends import Job, backend_for, reap
 from bot.backends.local import kill_process_group
 from bot.doors import Doors
@@ -38,6 +39,8 @@ class RunWatcher:
         self.queue, self.run_id, self.worker, self.listener = pipeline.queue, run_id, worker, listener
         self._cancel = threading.Event()
         self.lost = False
+        self.handed_back = False  # stopped because this worker shuts down: the run goes back to the queue
+        self._release = pipeline.db.hold(run_id)  # others see at once when this process dies
         self._stop = threading.Event()
         self._last_line: str | None = None
         self._beat = max(0.2, min(1.0, pipeline.settings.lease_seconds / 3))
@@ -77,9 +80,17 @@ class RunWatcher:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    def hand_back(self) -> None:
+        """Stop the experiment, to give the run back to the queue (`Worker.hand_back`)."""
+        self.handed_back = True
+        self._cancel.set()
+
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        """Stop heartbeating and holding the run; again is harmless."""
+        if not self._stop.is_set():
+            self._stop.set()
+            self._thread.join()
+            self._release()
 
 
 class Worker:
@@ -99,6 +110,7 @@ class Worker:
         self.doors = Doors(pipeline, pipeline.doors)  # each started on first use, with its clients
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._reap_at = 0.0  # at start, then every reap_seconds
+        self._watcher: RunWatcher | None = None  # of the run being executed, to hand it back
 
     def run_once(self) -> bool:
         """Recover dead workers' runs, handle one webhook delivery or execute one queued run.
@@ -119,9 +131,16 @@ class Worker:
         return True
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Work until `stop` is set; a run being executed then goes on to its end (or `hand_back`)."""
         while not stop.is_set():
             if not self.run_once():
                 stop.wait(self.pipeline.settings.poll_seconds)
+
+    def hand_back(self) -> None:
+        """Stop the run being executed and give it back to the queue: this worker is shutting down."""
+        watcher = self._watcher
+        if watcher is not None:
+            watcher.hand_back()
 
     def reap(self) -> None:
         """What runs that are no longer running left on the backends' engines (a crashed bot's
@@ -175,7 +194,7 @@ class Worker:
 
     def execute(self, run: Run) -> None:
         settings = self.pipeline.settings
-        watcher = RunWatcher(self.pipeline, run.id, self.name, self.listener)
+        watcher = self._watcher = RunWatcher(self.pipeline, run.id, self.name, self.listener)
         workdir = settings.worktrees_dir / f"run-{run.id}"
         workspace = workdir  # where the outputs are: an untrusted run's sandbox, else the checkout
         log_path = settings.logs_dir / f"run-{run.id}.log"
@@ -201,6 +220,10 @@ class Worker:
             )
             outcome = backend_for(tier, settings).run(job, watcher)
             workspace = outcome.workspace or workdir
+            if watcher.handed_back:
+                watcher.stop()
+                self.pipeline.queue.hand_back(run.id, self.name)
+                return  # not ended: another worker runs it from the start
             state, reason = RunState(outcome.state), outcome.reason
             if state == RunState.succeeded and not watcher.lost:
                 state, reason = self._collect(run, workspace, spec)
@@ -214,18 +237,19 @@ class Worker:
                 self.pipeline.redactor(reason),
                 exit_code=outcome.exit_code,
                 command_seconds=outcome.seconds,
-                log_path=str(log_path),
+                log_path=self.pipeline.artifacts.put_log(log_path),  # kept here while it ran
                 log_tail=outcome.log_tail,
             )
         except LeaseLost:
             return
         except TierbotError as exc:
-            self._fail(run, watcher, str(exc))
+            self._fail(run, watcher, str(exc), log_path)
         except Exception as exc:  # a bug must fail the run visibly, not kill the worker
             log.exception("run %s failed inside tierbot", run.id)
-            self._fail(run, watcher, f"internal error in tierbot: {exc!r}")
+            self._fail(run, watcher, f"internal error in tierbot: {exc!r}", log_path)
         finally:
             watcher.stop()
+            self._watcher = None
             self.pipeline.code.remove(workdir)
             self.pipeline.code.remove(workspace)
         self.pipeline.settle_for(run.id)
@@ -234,20 +258,28 @@ class Worker:
         settings = self.pipeline.settings
         self.pipeline.queue.note(run.id, self.name, phase="collecting")
         limits = OutputLimits(max_files=settings.max_output_files, max_bytes=settings.max_output_bytes)
-        manifest = collect(workdir, spec.run.outputs, self.pipeline.blobs, limits)
+        manifest = collect(workdir, spec.run.outputs, self.pipeline.artifacts.blobs, limits)
+        self.pipeline.artifacts.publish(f.hash for f in manifest.files.values())  # for every replica
         with self.pipeline.db.session() as s:
             s.add_all(
                 Output(run_id=run.id, path=f.path, size=f.size, hash=f.hash) for f in manifest.files.values()
             )
             s.add_all(SkippedOutput(run_id=run.id, path=k.path, reason=k.reason) for k in manifest.skipped)
+        history.record(self.pipeline.db, run, manifest, spec, self.pipeline.blob_path)
         count = len(manifest.skipped)
         skipped = f"; {count} other {'entry' if count == 1 else 'entries'} not read" if count else ""
         return RunState.succeeded, f"{len(manifest.files)} output files{skipped}"
 
-    def _fail(self, run: Run, watcher: RunWatcher, reason: str) -> None:
+    def _fail(self, run: Run, watcher: RunWatcher, reason: str, log_path: Path) -> None:
         watcher.stop()
         with contextlib.suppress(LeaseLost):
-            self.pipeline.queue.finish(run.id, self.name, RunState.failed, self.pipeline.redactor(reason))
+            self.pipeline.queue.finish(
+                run.id,
+                self.name,
+                RunState.failed,
+                self.pipeline.redactor(reason),
+                log_path=self.pipeline.artifacts.put_log(log_path),  # whatever it wrote before failing
+            )
 
 
 def _kill_orphan(run: Run) -> None:

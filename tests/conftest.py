@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fakes.slack_bot",
     "tests.fakes.cli",
     "tests.fakes.local_backend",
+    "tests.fakes.moto_s3",
 ]
 pytest.register_assert_rewrite("tests.golden")  # check_golden's failures show the diff, as in a test
 

@@ -115,19 +115,25 @@ def run(
         pipe = pipeline()
         ref = _working_ref(repo, ref, include_uncommitted, out)
         request = RunRequest(repository=repo, ref=ref, tier=tier, fresh=fresh)
-        head = pipe.submit(request).head
-        said = f"{term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
-        if head.reused_run_id is None:
-            out.print(f"Queued run [bold]{head.id}[/]: {said}")
-        else:  # its end line says which run and why
-            out.print(f"Run [bold]{head.id}[/]: {said}, not run again (--fresh runs it)")
-        if wait:
-            (head,) = execute_and_watch(pipe, {head.id}, out)
-            print_run_end(head, out)
+        head = execute_run(pipe, request, out, wait)
     status = run_exit(head) if wait else Exit.OK
     if as_json:
-        _print_json(CliOutput(command="run", exit_code=status, runs=[run_doc(head)]))
+        print_json(CliOutput(command="run", exit_code=status, runs=[run_doc(head)]))
     raise typer.Exit(status)
+
+
+def execute_run(pipe: Pipeline, request: RunRequest, out: Console, wait: bool = True) -> Run:
+    """Submit a run (no comparison) and say so; with `wait`, execute it here and say how it ended."""
+    head = pipe.submit(request).head
+    said = f"{term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
+    if head.reused_run_id is None:
+        out.print(f"Queued run [bold]{head.id}[/]: {said}")
+    else:  # its end line says which run and why
+        out.print(f"Run [bold]{head.id}[/]: {said}, not run again (--fresh runs it)")
+    if wait:
+        (head,) = execute_and_watch(pipe, {head.id}, out)
+        print_run_end(head, out)
+    return head
 
 
 def compare(
@@ -157,23 +163,38 @@ def compare(
         ref, base = _working_ref(repo, head, include_uncommitted, out), base or default_base(repo)
         request = RunRequest(repository=repo, ref=ref, base=base, tier=tier, fresh=fresh)
         submission = pipe.submit(request)
-        _print_submission(submission, out)
+        print_submission(submission, out)
         if wait:
-            execute_and_watch(pipe, submission.run_ids, out, cancel=_own_runs(submission))
+            execute_and_watch(pipe, submission.run_ids, out, cancel=own_runs(submission))
     record = pipe.comparison(submission.comparison.id)
     status = comparison_exit(record) if wait else Exit.OK
+    show_comparison(pipe, record, submission.baseline_reused, status, as_json, waited=wait)
+    raise typer.Exit(status)
+
+
+def show_comparison(
+    pipe: Pipeline,
+    record: ComparisonRecord,
+    baseline_reused: bool,
+    status: Exit,
+    as_json: bool,
+    waited: bool = True,
+    command: str = "compare",
+) -> None:
+    """The comparison as the terminal shows it (or its `--json` document); without one, why not and how
+    the runs that failed ended."""
+    out = err if as_json else console
     if as_json:
-        _print_json(_compare_output(pipe, record, submission.baseline_reused, status))
+        print_json(_compare_output(pipe, record, baseline_reused, status, command))
     elif record.state == "done":
         result = Comparison.model_validate(record.result)
         render_terminal(result, pipe.report_context(record), console)
         console.print(f"\nFull report: {term_text(record.report_path)}")
-    if record.state != "done" and wait:
+    if record.state != "done" and waited:
         out.print(f"[red]No comparison:[/] {term_lines(record.reason or record.state)}")
         for run_ in (record.head_run, record.base_run):
             if run_.state != RunState.succeeded:
                 print_run_end(run_, out)
-    raise typer.Exit(status)
 
 
 def _working_ref(repo: str, ref: str | None, include_uncommitted: bool, out: Console) -> str:
@@ -200,7 +221,7 @@ def _working_ref(repo: str, ref: str | None, include_uncommitted: bool, out: Con
     return current_ref(repo)
 
 
-def _own_runs(submission: Submission) -> set[int]:
+def own_runs(submission: Submission) -> set[int]:
     """What Ctrl-C cancels: the runs this command queued, not a baseline it joined or reused."""
     shared = submission.baseline_reused or submission.baseline_joined
     return {submission.head.id} | (set() if shared else {submission.base.id})
@@ -212,17 +233,19 @@ def _report_place(pipe: Pipeline, record: ComparisonRecord) -> tuple[str | None,
     return record.report_path, url
 
 
-def _compare_output(pipe: Pipeline, record: ComparisonRecord, reused: bool, status: Exit) -> CliOutput:
+def _compare_output(
+    pipe: Pipeline, record: ComparisonRecord, reused: bool, status: Exit, command: str
+) -> CliOutput:
     _, url = _report_place(pipe, record)
     runs = [run_doc(record.head_run), run_doc(record.base_run, reused=reused)]
-    return CliOutput(command="compare", exit_code=status, runs=runs, comparison=comparison_doc(record, url))
+    return CliOutput(command=command, exit_code=status, runs=runs, comparison=comparison_doc(record, url))
 
 
-def _print_json(document: CliOutput) -> None:
+def print_json(document: CliOutput) -> None:
     print(document.model_dump_json(indent=2))
 
 
-def _print_submission(submission: Submission, out: Console) -> None:
+def print_submission(submission: Submission, out: Console) -> None:
     head, base = submission.head, submission.base
     branch = f"Branch run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
     if submission.head_reused:
@@ -273,7 +296,7 @@ def runs(
     """List recent runs, newest first: all of them, or a repository's, a branch's, in a state."""
     listed = pipeline().recent_runs(limit, repository=repo, ref=branch, state=state.value if state else None)
     if as_json:
-        _print_json(CliOutput(command="runs", exit_code=Exit.OK, runs=[run_doc(r) for r in listed]))
+        print_json(CliOutput(command="runs", exit_code=Exit.OK, runs=[run_doc(r) for r in listed]))
         return
     # The whole repository, folded if it must be: its end (the repository's name) matters most.
     repository = Column("repository", overflow="fold")

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from bot import __version__, wiring
+from bot.cli.ci import ci
 from bot.cli.diff import diff
 from bot.cli.experiments import (
     RepoOption,
@@ -27,6 +28,7 @@ from bot.cli.experiments import (
     show,
 )
 from bot.cli.gc import gc
+from bot.cli.history import history
 from bot.cli.init import init
 from bot.cli.metavars import plain_metavars
 from bot.cli.outcome import Exit, cli_output_schema
@@ -48,6 +50,7 @@ app.add_typer(hooks_app, name="hooks")
 for command in (run, compare, runs, show, cancel):
     app.command()(command)
 app.command()(gc)
+app.command()(history)
 
 
 @app.command()
@@ -107,27 +110,27 @@ def worker(
     ] = 1,
 ) -> None:
     """Execute queued runs until interrupted (run several, on several hosts, on one database)."""
+    from bot.artifacts import refuse_host_local
+    from bot.crew import Crew, exit_on_second_signal
     from bot.hardening import harden
-    from bot.worker import Worker
 
     settings = Settings()
     for warning in harden(settings):  # before the data dir is opened or a thread or child starts
         err.print(f"[yellow]Warning:[/] {term_text(warning)}")
     pipe = wiring.pipeline(settings)
+    refuse_host_local(settings, pipe.artifacts, pipe.db)  # before it settles anything
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    pool = [
-        threading.Thread(target=Worker(pipe).run_forever, args=(stop,), name=f"worker-{i}")
-        for i in range(threads)
-    ]
-    for t in pool:
-        t.start()
+    crew = Crew(pipe, runs=threads, doors=False)
+    crew.start()
+    grace = settings.shutdown_grace_seconds
     err.print(f"tierbot worker: {threads} thread(s) on {pipe.settings.db_url}; Ctrl-C to stop")
     while not stop.wait(0.5):
         pass
-    for t in pool:
-        t.join()
+    exit_on_second_signal()
+    err.print(f"Stopping: runs get {grace:g} s to end, then go back to the queue (again to exit now)")
+    crew.stop(grace)
 
 
 @app.command()
@@ -162,6 +165,7 @@ app.command()(diff)
 app.command()(init)
 app.command()(serve)
 app.command()(replay)
+app.command()(ci)
 
 
 @app.callback(invoke_without_command=True)

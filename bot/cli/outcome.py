@@ -8,7 +8,7 @@ Exit status (README, "Verdicts and exit codes"):
   compare);
 - 4: interrupted or cancelled.
 
-`--json` on `run`, `compare`, `show`, `runs` and `diff` prints one document of one shape (`CliOutput`,
+`--json` on `run`, `compare`, `show`, `runs`, `diff` and `ci` prints one document of one shape (`CliOutput`,
 whose JSON Schema is `schemas/cli-output.schema.json` and `tierbot schema --output`): the runs, the
 comparison with its full result, where its report is, and the exit status; numbers as numbers.
 """
@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bot.compare import Comparison
+from bot.history import MetricHistory
 from bot.store import ComparisonRecord, Output, Report, Run, RunState
 
 
@@ -100,13 +101,16 @@ class ComparisonDoc(BaseModel):
 
 
 class CliOutput(BaseModel):
-    """What `tierbot run|compare|show|runs|diff --json` print: one shape for all."""
+    """What `tierbot run|compare|show|runs|diff|ci --json` print: one shape for all."""
 
     tierbot: Literal[1] = Field(1, description="The version of this shape.")
-    command: Literal["run", "compare", "show", "runs", "diff"]
+    command: Literal["run", "compare", "show", "runs", "diff", "ci", "history"]
     exit_code: int = Field(description="The exit status, as the process ends with it.")
     runs: list[RunDoc] = []
     comparison: ComparisonDoc | None = None
+    history: list[MetricHistory] | None = Field(
+        None, description="`history` only: each metric's points on the default branch, oldest first."
+    )
 
 
 def run_doc(run: Run, reused: bool = False) -> RunDoc:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from bot.errors import TierbotError
 from bot.pipeline import Pipeline
+from bot.render.run_states import queued
 from bot.render.templates import clip, term_text
 from bot.store import Run, RunState
 from bot.units import format_duration
@@ -88,7 +89,7 @@ def _table(pipeline: Pipeline, runs: list[Run]) -> Table:
 
 def _live_status(pipeline: Pipeline, run: Run) -> str:
     if run.state == RunState.queued:
-        return f"queued (#{pipeline.queue.position(run.id)} on {run.tier})"
+        return queued(run, pipeline.queue.position(run.id))
     elapsed = ""
     if run.started_at:
         elapsed = " " + format_duration(time.time() - run.started_at.timestamp())

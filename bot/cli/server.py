@@ -1,8 +1,9 @@
 """`tierbot serve` (the bot) and `tierbot replay` (send a signed webhook to a running bot).
 
 `serve` says at start what it is about to be, on one screen: which doors are open (and, when one is
-not, which variable is missing), the database, the tiers and whether each can run here, the workers, and
-where reports are linked. A misconfiguration is then seen at start, not at the first refused request.
+not, which variable is missing), the database, the tiers and whether each can run here, the workers,
+where reports are linked and where outputs, logs and reports are kept. A misconfiguration is then seen
+at start, not at the first refused request; a host-local store beside other hosts' runs refuses to start.
 """
 
 import json
@@ -19,6 +20,7 @@ from rich.text import Text
 from sqlalchemy import make_url
 
 from bot import __version__
+from bot.artifacts import describe, refuse_host_local
 from bot.errors import TierbotError
 from bot.forks import forks_summary
 from bot.github.signature import sign
@@ -42,6 +44,7 @@ def serve(
     settings = Settings()
     warnings = harden(settings)  # before the data dir is opened or a thread or child starts
     pipeline = wiring.pipeline(settings)
+    refuse_host_local(settings, pipeline.artifacts, pipeline.db)  # before it settles or serves anything
     console = Console(stderr=True, soft_wrap=True)  # one line per item, also in a service's log
     console.print(f"[bold]tierbot {__version__}[/] serve")
     said = [*start_summary(settings, pipeline.tiers, workers), *(f"Warning: {w}" for w in warnings)]
@@ -79,6 +82,7 @@ def start_summary(settings: Settings, tiers: TierSet, workers: int) -> list[str]
         f"Forks: {forks_summary(tiers, settings)}",
         f"Workers: {_workers(workers)}",
         f"Reports: {reports}",
+        f"Artifacts: {describe(settings)}",
     ]
 
 

@@ -5,7 +5,9 @@ whose hashes match are identical and never opened. Every other file goes to the 
 (`COMPARERS`: metrics, text, binary; one module each), so a kind can deepen, or a new kind arrive,
 without touching the others. A file that cannot be compared becomes a `FileProblem`; it never stops
 the rest. So does each entry a manifest lists as skipped (never read: a link out of the workspace, a
-FIFO...), which makes the verdict at least `changed`.
+FIFO...), which makes the verdict at least `changed`. Series of numbers (lists in changed metrics files,
+and the tables of steps `compare.plots` lists, read even when identical: the spec asks for their charts)
+go with the result for the reports' charts (`bot.compare.series`); they never change the verdict.
 """
 
 import importlib
@@ -38,6 +40,8 @@ from bot.compare.model import (
     TableDiff,
     TextDiff,
 )
+from bot.compare.params import compare_params
+from bot.compare.series import compare_series
 from bot.compare.text import compare_text
 from bot.compare.verdict import decide
 from bot.manifest import FileEntry, Manifest
@@ -51,6 +55,7 @@ __all__ = [
     "Options",
     "TextDiff",
     "compare_outputs",
+    "compare_params",
 ]
 
 # Tables (DuckDB) and images (numpy, Pillow) are imported when the first such file is compared:
@@ -154,6 +159,8 @@ def compare_outputs(
     problems += _missing_metric_files(spec, set(paths))
     problems += _missing_tables(spec, set(paths))
     problems += _skipped_entries(base, head, spec)
+    series, plot_problems = compare_series(base, head, locate_base, locate_head, spec)
+    problems += plot_problems
     problems.sort(key=lambda p: (p.path, p.message))
     verdict, reasons = decide(files, metrics, problems, tables)
     return Comparison(
@@ -166,4 +173,5 @@ def compare_outputs(
         json_diffs=json_diffs,
         images=images,
         problems=problems,
+        series=series,
     )

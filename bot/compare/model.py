@@ -6,10 +6,11 @@ values are written as the strings "NaN", "Infinity" and "-Infinity" instead of b
 JSON that PostgreSQL refuses.
 """
 
+import json
 import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, PlainSerializer
+from pydantic import BaseModel, JsonValue, PlainSerializer
 
 Verdict = Literal["pass", "changed", "fail"]
 FileStatus = Literal["identical", "changed", "added", "removed", "ignored"]
@@ -160,6 +161,69 @@ class ImageDiff(BaseModel):
     differing_pixels: int = 0
     share: float = 0.0  # differing pixels / pixels (1.0 when the sizes differ)
     diff_image: str | None = None  # file name inside the comparison's artifacts directory
+    base_image: str | None = None  # main's picture beside it, for the report; None in older results
+    head_image: str | None = None  # the branch's
+    scale: int = 1  # the pictures are 1/scale of the images' size (large images are downscaled)
+
+
+class SeriesSide(BaseModel):
+    """One side of a metric series, thinned for drawing (`bot.compare.series.decimate`) but for `points`
+    and `last`, which are the whole series'."""
+
+    x: list[Number]
+    y: list[Number]
+    points: int  # values in the whole series, before thinning
+    last: Number | None = None  # its last value
+
+
+class MetricSeries(BaseModel):
+    """A series of values per step (a `loss` list in a metrics file, a column of a table of steps), on
+    each side that has it: one chart with both lines."""
+
+    file: str
+    name: str  # `loss`, `history.val_loss`; a column of a table of steps
+    x: str | None = None  # the column of the x axis; None: the position in the list (or row)
+    base: SeriesSide | None = None
+    head: SeriesSide | None = None
+
+
+def param_text(value: JsonValue) -> str:
+    """A parameter's value as people read it: text as it is unless it would read as another type
+    (`"0.1"`, `"true"`, `""` are quoted), everything else as JSON (`0.01`, `true`, `null`, `[1, 2]`)."""
+    if isinstance(value, str) and value.strip() == value and value:
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+class ParamChange(BaseModel):
+    """One flattened key of a params file (`train.lr`) whose value differs between the two commits."""
+
+    name: str
+    change: Literal["added", "removed", "changed"]
+    old: JsonValue = None  # as parsed: numbers stay numbers, a list is one value
+    new: JsonValue = None
+
+    @property
+    def old_text(self) -> str:
+        return param_text(self.old)
+
+    @property
+    def new_text(self) -> str:
+        return param_text(self.new)
+
+
+class ParamsDiff(BaseModel):
+    """A params file, an input of the run read at main's commit and the branch's (`bot.compare.params`)."""
+
+    path: str
+    changes: list[ParamChange] = []  # the first N keys that differ, in key order
+    total: int = 0  # keys that differ, listed or not
+    unchanged: int = 0
+    base_note: str | None = None  # why main's side is not what it should be: "missing", "not valid YAML: …"
+    head_note: str | None = None
 
 
 class Comparison(BaseModel):
@@ -175,6 +239,8 @@ class Comparison(BaseModel):
     json_diffs: list[JsonDiff] = []
     images: list[ImageDiff] = []
     problems: list[FileProblem] = []
+    params: list[ParamsDiff] = []  # the inputs: not judged, shown first; empty in older results
+    series: list[MetricSeries] = []  # drawn as charts; empty in results stored before they existed
 
     def count(self, status: FileStatus) -> int:
         return sum(1 for f in self.files if f.status == status)

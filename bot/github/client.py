@@ -31,6 +31,12 @@ class GitHubApi:
     def app_mode(self) -> bool:
         return bool(self.settings.github_app_id and self.settings.github_private_key)
 
+    @property
+    def writes_checks(self) -> bool:
+        """GitHub lets only Apps write check runs: the App's installations here (a plain token has the
+        comment alone). `tierbot ci`'s token is an App's too (GitHub Actions')."""
+        return self.app_mode
+
     def client(self, installation: int | None) -> Github:
         """One client per installation; PyGithub refreshes installation tokens before they expire."""
         if installation not in self._clients:

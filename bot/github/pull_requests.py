@@ -11,6 +11,7 @@ from bot.errors import TierbotError
 from bot.events import Event
 from bot.github.router import GitHubDoor, Router
 from bot.github.targets import PullRequestTarget
+from bot.pipeline import AlreadyRequested
 from bot.request import RunRequest
 from bot.store import RunState
 from bot.tiers import Requester
@@ -92,6 +93,8 @@ class PullInfo:
             subject=self.subject if own else None,
             trusted=not self.fork,
             fresh=fresh,
+            # The PR's own automatic run of this commit happens once, whichever delivery brings it.
+            once=f"{self.subject}@{self.head_sha}" if own and not fresh else None,
         )
 
 
@@ -109,6 +112,8 @@ def on_pull_request_update(event: Event, door: GitHubDoor) -> str:
     request = pull.request(installation_of(event), requester)
     try:
         submission = door.pipeline.submit(request)
+    except AlreadyRequested as earlier:
+        return f"nothing new: #{pull.number} @ {pull.head_sha[:7]} already has run {earlier.run.id}"
     except TierbotError as exc:  # the PR says why (check run, sticky comment): nothing is silent
         refused = door.pipeline.refuse(request, pull.head_sha, exc)
         return f"refused as run {refused.id}: {exc}"

@@ -41,7 +41,7 @@ class GitHubReporter:
         # Only the PR's own run (its head against its base) may satisfy branch protection or speak in
         # the sticky comment; a run against another base reports beside them, under its own name.
         name = check_name(run, None if target.gating else target.versus)
-        if self.api.app_mode:  # GitHub lets only Apps write check runs; token mode has the comment alone
+        if self.api.writes_checks:
             view = check_view(run, comparison, ctx, now, position)
             self._sync_check(repo, run, name, view, now, memo, details_url=pull.html_url)
         if not target.gating:

@@ -1,9 +1,11 @@
-"""The full report: one standalone HTML page, everything listed, diff pictures inline.
+"""The full report: one standalone HTML page, everything listed, pictures inline.
 
 The page has no external assets — inline CSS, and images as `data:` URIs read from the comparison's
-artifacts directory — so it can be opened from disk, attached, or served from anywhere. A diff picture
-that is missing, unreadable, too large or named outside the artifacts directory becomes a note on the
-page, never an error: the rest of the report matters more than one picture.
+artifacts directory — so it can be opened from disk, attached, or served from anywhere. A changed image
+is shown as three panels, main | branch | difference (results stored before the sides were pictured
+have the difference alone). A picture that is missing, unreadable, too large or named outside the
+artifacts directory becomes a note in its panel, never an error: the rest of the report matters more
+than one picture.
 """
 
 import base64
@@ -28,33 +30,55 @@ class Picture:
     note: str | None = None
 
 
-def inline_picture(artifacts: Path | None, name: str) -> Picture:
-    """The diff picture `name` from `artifacts` as a `data:` URI; a note when it cannot be shown."""
+@dataclass(frozen=True)
+class Panel:
+    """One of an image's pictures, side by side with the others: `main`, `branch` or `difference`."""
+
+    label: str
+    picture: Picture
+
+
+PANELS = (  # label, the field naming its picture, what a note calls it
+    ("main", "base_image", "picture of main"),
+    ("branch", "head_image", "picture of the branch"),
+    ("difference", "diff_image", "diff picture"),
+)
+
+
+def inline_picture(artifacts: Path | None, name: str, what: str = "diff picture") -> Picture:
+    """The picture `name` from `artifacts` as a `data:` URI; a note when it cannot be shown."""
     if artifacts is None:
-        return Picture(note=f"The diff picture {name} was saved with the comparison, but not given here.")
+        return Picture(note=f"The {what} {name} was saved with the comparison, but not given here.")
     if PurePath(name).name != name or name in (".", ".."):
-        return Picture(note=f"The diff picture {name} is not a file name inside the artifacts directory.")
+        return Picture(note=f"The {what} {name} is not a file name inside the artifacts directory.")
     path = artifacts / name
     try:
         if path.is_symlink() or not path.is_file():
-            return Picture(note=f"The diff picture {name} is missing.")
+            return Picture(note=f"The {what} {name} is missing.")
         size = path.stat().st_size
         if size > MAX_INLINE_IMAGE:
-            return Picture(note=f"The diff picture {name} is too large to embed ({format_size(size)}).")
+            return Picture(note=f"The {what} {name} is too large to embed ({format_size(size)}).")
         data = path.read_bytes()
     except OSError as exc:
-        return Picture(note=f"The diff picture {name} could not be read: {exc.strerror or exc}.")
+        return Picture(note=f"The {what} {name} could not be read: {exc.strerror or exc}.")
     mime = IMAGE_TYPES.get(path.suffix.lower(), "image/png")
     return Picture(src=f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}")
 
 
+def image_panels(artifacts: Path | None, image: ImageDiff) -> list[Panel]:
+    """main | branch | difference, each that the comparison pictured."""
+    return [
+        Panel(label, inline_picture(artifacts, getattr(image, field), what))
+        for label, field, what in PANELS
+        if getattr(image, field)
+    ]
+
+
 def render_html(comparison: Comparison, ctx: ReportContext, artifacts: Path | None = None) -> str:
-    """The full report; `artifacts` is the directory the comparison saved its diff pictures in."""
+    """The full report; `artifacts` is the directory the comparison saved its pictures in."""
     view = full_view(comparison)
-    pictures = {
-        d.anchor: inline_picture(artifacts, d.body.diff_image)
-        for d in view.details
-        if isinstance(d.body, ImageDiff) and d.body.diff_image
+    panels = {
+        d.anchor: image_panels(artifacts, d.body) for d in view.details if isinstance(d.body, ImageDiff)
     }
     page = template("comparison.html.j2", "html")
-    return page.render(**variables(comparison, ctx, view), pictures=pictures)
+    return page.render(**variables(comparison, ctx, view), panels=panels)

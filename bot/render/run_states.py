@@ -44,10 +44,18 @@ def progress(run: Run, now: datetime, position: int) -> tuple[str, str]:
     if run.state == RunState.waiting:
         return "Waiting for approval", approval_needed(run)
     if run.state == RunState.queued:
-        return f"Queued: #{position} on tier {run.tier}", ""
+        return queued(run, position), ""
     elapsed = format_duration((now - run.started_at).total_seconds()) if run.started_at else ""
     doing = PHASES.get(run.phase, f"Running ({run.phase})")
     return f"{doing} for {elapsed} on tier {run.tier}", ""
+
+
+def queued(run: Run, position: int) -> str:
+    """`Queued: #2 on tier cpu`, or for a run that joined the run of its key in flight (`bot.reuse`),
+    `Waiting for run 7 (same tree, spec, environment and tier)`."""
+    if run.reused_run_id is not None:
+        return f"Waiting for run {run.reused_run_id} ({REUSE_BASIS})"
+    return f"Queued: #{position} on tier {run.tier}"
 
 
 def waiting_for_baseline(comparison: ComparisonRecord) -> str:

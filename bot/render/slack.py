@@ -2,10 +2,10 @@
 
 Slack takes at most 50 blocks a message, 3,000 characters a section's text and 150 a header's. The
 message is a header (the verdict), the reasons, a context line (what was compared), then sections for
-metrics, files, tables and problems, and a link to the full report. Each section lists its most
-important rows first and ends with "… N more" when the rest would not fit its text; when the blocks do
-not all fit (`max_blocks` is lower when the Slack door reserves blocks for its buttons), whole sections
-are left out, the least important first, and the link says which. Texts come from
+params (the inputs), metrics, files, tables and problems, and a link to the full report. Each section
+lists its most important rows first and ends with "… N more" when the rest would not fit its text; when
+the blocks do not all fit (`max_blocks` is lower when the Slack door reserves blocks for its buttons),
+whole sections are left out, the least important first, and the link says which. Texts come from
 `templates/comparison.slack.j2`; this module only builds the blocks around them and measures.
 """
 
@@ -20,10 +20,12 @@ SLACK_MAX_BLOCKS = 50  # blocks in one message
 SLACK_MAX_TEXT = 3_000  # characters of a section's (or a context element's) text
 SLACK_MAX_HEADER = 150  # characters of a header block's text
 
-DISPLAY = ("header", "reasons", "context", "metrics", "files", "tables", "problems", "link")
+DISPLAY = (
+    "header", "reasons", "context", "params", "metrics", "plots", "files", "tables", "problems", "link"
+)  # fmt: skip
 # When blocks run short, sections are kept in this order. The link to the full report comes right after
 # the verdict: with at least 3 blocks it is always there, and it names the sections left out.
-IMPORTANCE = ("header", "reasons", "context", "metrics", "tables", "files", "problems")
+IMPORTANCE = ("header", "reasons", "context", "metrics", "params", "tables", "files", "problems", "plots")
 MIN_BLOCKS_FOR_LINK = 3
 
 
@@ -69,7 +71,7 @@ def _section(text: str) -> dict:
 def _blocks(comparison: Comparison, ctx: ReportContext, texts: Any) -> dict[str, dict]:
     """Every block the message could have but the link, by name; each section lists what matters first."""
     values = variables(comparison, ctx, full_view(comparison))
-    failing, within = values["failing"], values["within"]
+    failing, within, url = values["failing"], values["within"], ctx.report_url
 
     def lines_section(heading: str, lines: list[str]) -> dict:
         more = lambda n: str(texts.more(n, ctx.report_url))  # noqa: E731
@@ -83,18 +85,26 @@ def _blocks(comparison: Comparison, ctx: ReportContext, texts: Any) -> dict[str,
     }
     if comparison.reasons:
         blocks["reasons"] = lines_section("", [texts.reason(r) for r in comparison.reasons])
+    if comparison.params:
+        lines = [line for p in comparison.params for line in str(texts.params_lines(p, url)).splitlines()]
+        blocks["params"] = lines_section(texts.params_heading(), lines)
     if comparison.metrics:
         moved = [m for m in comparison.metrics if m.change != "same"]
         moved.sort(key=lambda m: (not m.failed, m.assessment != "worse", m.assessment != "better"))
         show_file = len({m.file for m in comparison.metrics}) > 1
         heading = texts.metrics_heading(len(comparison.metrics) - len(moved))
-        blocks["metrics"] = lines_section(heading, [texts.metric(m, show_file) for m in moved])
+        lines = [texts.metric(m, show_file, ctx.range_of(m)) for m in moved]
+        blocks["metrics"] = lines_section(heading, lines)
+    if comparison.series:
+        lines = [texts.series(s) for s in comparison.series]
+        blocks["plots"] = lines_section(texts.plots_heading(len(lines)), lines)
     if comparison.files:
         order = {f.path: i for i, f in enumerate(comparison.files)}
         news = [f for f in comparison.files if f.status not in QUIET]
         news.sort(key=lambda f: (f.path not in failing, f.path in within, order[f.path]))
         heading = texts.files_heading(values["counts"])
-        blocks["files"] = lines_section(heading, [texts.file(f, failing, within) for f in news])
+        lines = [texts.file(f, failing, within, values["anchors"], url) for f in news]
+        blocks["files"] = lines_section(heading, lines)
     if comparison.tables:
         ranked = sorted(
             range(len(comparison.tables)),

@@ -13,6 +13,8 @@ from pydantic import BaseModel
 
 from bot.compare import Comparison, FileChange, MetricChange
 from bot.compare.model import ImageDiff, JsonDiff, TableDiff, TextDiff
+from bot.history import MetricRange
+from bot.render.chart import history_svg, series_svg
 from bot.render.run_states import reused_run
 
 STATUS_ORDER = ("changed", "added", "removed", "identical", "ignored")
@@ -36,6 +38,11 @@ class ReportContext(BaseModel):
     base_run_id: int | None = None
     head_reused_run_id: int | None = None  # the run whose outcome the branch's run took (`bot.reuse`)
     report_url: str | None = None  # link to the full HTML report
+    # Each metric's range in the last runs of the branch compared against, by `MetricRange.key_of`
+    history: dict[str, MetricRange] = {}
+
+    def range_of(self, metric: MetricChange) -> MetricRange | None:
+        return self.history.get(MetricRange.key_of(metric.file, metric.name))
 
     def run_notes(self, branch_run: bool = False) -> list[str]:
         """What the header says of the runs behind the comparison, in the same words in every report:
@@ -169,4 +176,7 @@ def variables(comparison: Comparison, ctx: ReportContext, view: View) -> dict:
         "within": within_tolerance(view),
         "counts": {status: counts[status] for status in STATUS_ORDER if counts[status]},
         "anchors": anchors,
+        # Drawn when a template asks (only the HTML report does): `{{ history_svg(m, ctx.range_of(m)) }}`
+        "history_svg": history_svg,
+        "series_svg": series_svg,
     }

@@ -67,15 +67,19 @@ class Deliveries:
         return self._inserts[count]
 
     def claim(self) -> Delivery | None:
-        """The oldest pending delivery, or one whose handler died (lease expired) with attempts left."""
-        now = utcnow()
+        """The oldest pending delivery, or one whose handler died (its process is gone, or its lease
+        expired) with attempts left."""
+        now, me = utcnow(), self.db.me()
         with self.db.exclusive() as s:
+            handling = (Delivery.state == "processing") & (Delivery.lease_expires_at >= now)
+            dead = self.db.dead(s, s.scalars(select(Delivery.claimed_by).where(handling).distinct()))
             delivery = s.scalars(
                 select(Delivery)
                 .where(
                     or_(
                         Delivery.state == "pending",
                         (Delivery.state == "processing") & (Delivery.lease_expires_at < now),
+                        handling & Delivery.claimed_by.in_(dead),  # a killed replica's: at once
                     )
                 )
                 .order_by(Delivery.received_at)
@@ -88,7 +92,7 @@ class Deliveries:
                 delivery.processed_at = now
                 return None
             delivery.state, delivery.lease_expires_at = "processing", now + self.lease
-            delivery.attempts += 1
+            delivery.attempts, delivery.claimed_by = delivery.attempts + 1, me
             return delivery
 
     def finish(self, delivery_id: str, state: str, outcome: str) -> None:

@@ -3,7 +3,18 @@
 import enum
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, true
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+    true,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -47,6 +58,15 @@ REFUSED = "refused"
 REFUSED_NEEDS_PERSON = "refused: needs a person"
 
 
+# The runs that would execute: what the partial unique index on `cache_key` keeps to one per key.
+# Reuses and joiners (`reused_run_id`), untrusted code (never shared) and refusals (no key) are outside.
+IN_FLIGHT = "state IN ('queued', 'running') AND reused_run_id IS NULL AND trusted AND cache_key <> ''"
+
+# A request that must start one run ever (`RunRequest.once`) may start another once its run was cancelled
+# (a closed pull request reopened).
+ONCE_LIVE = "once IS NOT NULL AND state <> 'cancelled'"
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -58,6 +78,22 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_state_tier", "state", "tier"),
         Index("ix_runs_cache_key", "cache_key"),
+        # One run per key in flight, enforced where two replicas could race (`bot.reuse.join_in_flight`).
+        Index(
+            "ux_runs_key_in_flight",
+            "cache_key",
+            unique=True,
+            sqlite_where=text(IN_FLIGHT),
+            postgresql_where=text(IN_FLIGHT),
+        ),
+        # One run per automatic request (a pull request's commit), whatever delivery brought it.
+        Index(
+            "ux_runs_once",
+            "once",
+            unique=True,
+            sqlite_where=text(ONCE_LIVE),
+            postgresql_where=text(ONCE_LIVE),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -99,6 +135,9 @@ class Run(Base):
     # another reuse. Its outputs are rows of its own (the same blobs); an original is deleted only after
     # its reuses have forgotten it (set to NULL).
     reused_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
+    # What makes an automatic request the same one again (`RunRequest.once`): a redelivered or replayed
+    # pull request event finds its run here instead of starting another.
+    once: Mapped[str | None] = mapped_column(String(400))
 
     outputs: Mapped[list["Output"]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
@@ -165,6 +204,27 @@ class ComparisonRecord(Base):
     base_run: Mapped[Run] = relationship(foreign_keys=[base_run_id])
 
 
+class MetricPoint(Base):
+    """A succeeded run of a branch that comparisons are made against, as one point of that branch's
+    metric history (`bot.history`): the numbers of its metrics files, read when its outputs were
+    collected, kept when the files are gone."""
+
+    __tablename__ = "metric_history"
+    __table_args__ = (
+        Index("ix_metric_history_branch", "repository", "branch", "experiment", "tier", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), unique=True)
+    repository: Mapped[str] = mapped_column(String(500))
+    branch: Mapped[str] = mapped_column(String(255))
+    experiment: Mapped[str] = mapped_column(String(100))
+    tier: Mapped[str] = mapped_column(String(100))
+    sha: Mapped[str] = mapped_column(String(64))
+    values: Mapped[dict] = mapped_column(JSON)  # {metrics file: {metric: number}}, finite numbers only
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Delivery(Base):
     """An inbound webhook, recorded before anything else happens so that a redelivery changes nothing.
 
@@ -183,6 +243,7 @@ class Delivery(Base):
     state: Mapped[str] = mapped_column(String(20), default="pending")  # pending | processing | done | failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[int | None] = mapped_column(Integer)  # the process handling it (`Database.me`)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str | None] = mapped_column(Text)  # what the handler did or why it failed, for people
@@ -215,6 +276,7 @@ class Report(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[int | None] = mapped_column(Integer)  # the process syncing it (`Database.me`)
     error: Mapped[str | None] = mapped_column(Text)
 
 

@@ -9,14 +9,20 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import aliased
 
 from bot.errors import RunNotFound, TierbotError
+from bot.reuse import release_joiners
 from bot.store.db import Database
 from bot.store.models import Run, RunState, utcnow
 from bot.tiers import TierSet
 
 HOST = socket.gethostname()
+# How long a run's worker may be silent (no heartbeat) before others look whether it is still alive.
+TAKEOVER_SECONDS = 2.0
 _NOT_STARTED = (RunState.waiting, RunState.queued)
+# Queued runs that will execute: not those that joined a run of their key in flight (`bot.reuse`).
+_EXECUTES = (Run.state == RunState.queued) & Run.reused_run_id.is_(None)
 
 
 class LeaseLost(Exception):
@@ -38,40 +44,41 @@ class Queue:
         self.tiers = tiers
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
+        self.takeovers = 0  # runs of dead workers this process requeued or ended (`/metrics`)
 
     def position(self, run_id: int) -> int:
-        """1-based place among the queued runs of the same tier (0 when not queued)."""
+        """1-based place among the queued runs of the same tier (0 when not queued, or joined)."""
         with self.db.session() as s:
             run = s.get(Run, run_id)
-            if run is None or run.state != RunState.queued:
+            if run is None or run.state != RunState.queued or run.reused_run_id is not None:
                 return 0
-            ahead = s.scalar(
-                select(func.count()).where(
-                    Run.state == RunState.queued, Run.tier == run.tier, Run.id < run.id
-                )
-            )
+            ahead = s.scalar(select(func.count()).where(_EXECUTES, Run.tier == run.tier, Run.id < run.id))
             return (ahead or 0) + 1
 
     def waiting_on(self, tier: str) -> int:
         """Runs queued or running on a tier: what a new run there waits behind."""
         with self.db.session() as s:
             busy = [RunState.queued, RunState.running]
-            return s.scalar(select(func.count()).where(Run.state.in_(busy), Run.tier == tier)) or 0
+            executes = Run.state.in_(busy) & Run.reused_run_id.is_(None)
+            return s.scalar(select(func.count()).where(executes, Run.tier == tier)) or 0
 
     def claim(self, worker: str, only: set[int] | None = None) -> Run | None:
         """Take the oldest queued run on a tier with a free slot, or None."""
+        gone, ended = [], []
         with self.db.exclusive() as s:
             busy = dict(
                 s.execute(
                     select(Run.tier, func.count()).where(Run.state == RunState.running).group_by(Run.tier)
                 ).all()
             )
-            query = select(Run).where(Run.state == RunState.queued).order_by(Run.id)
-            if only is not None:
-                query = query.where(Run.id.in_(only))
+            query = select(Run).where(_EXECUTES).order_by(Run.id)
+            if only is not None:  # and the runs that those joined (`bot.reuse`), which they wait for
+                ours = aliased(Run)  # not correlated with the outer query's runs
+                joined = select(ours.reused_run_id).where(ours.id.in_(only), ours.reused_run_id.is_not(None))
+                query = query.where(Run.id.in_(only) | Run.id.in_(joined))
             for run in s.scalars(query):
                 if run.tier not in self.tiers.names():
-                    _end(run, RunState.failed, f"tier {run.tier!r} no longer exists in the tiers file")
+                    gone.append(run)
                     continue
                 if busy.get(run.tier, 0) >= self.tiers.get(run.tier).concurrency:
                     continue
@@ -82,8 +89,11 @@ class Queue:
                 run.pgid = None
                 break
             else:
-                return None
-        self.on_change([run.id])
+                run = None
+            for lost in gone:  # ended after the loop: ending one reads and writes its joiners
+                why = f"tier {lost.tier!r} no longer exists in the tiers file"
+                ended += [lost.id, *_end(s, lost, RunState.failed, why)]
+        self.on_change(ended + ([run.id] if run else []))
         return run
 
     def heartbeat(self, run_id: int, worker: str) -> bool:
@@ -114,6 +124,26 @@ class Queue:
             )
             if result.rowcount != 1:
                 raise LeaseLost(run_id)
+            joiners = release_joiners(s, s.get(Run, run_id))
+        self.on_change([run_id, *joiners])
+
+    def hand_back(self, run_id: int, worker: str) -> None:
+        """Give a run this worker stopped (it is shutting down) back to the queue, for another worker to
+        run from the start; the attempt does not count."""
+        with self.db.session() as s:
+            s.execute(
+                update(Run)
+                .where(Run.id == run_id, Run.worker == worker, Run.state == RunState.running)
+                .values(
+                    state=RunState.queued,
+                    phase=RunState.queued.value,
+                    reason=f"handed back: its worker {worker} was shut down",
+                    attempts=Run.attempts - 1,
+                    worker=None,
+                    lease_expires_at=None,
+                    pgid=None,
+                )
+            )
         self.on_change([run_id])
 
     def cancel(self, run_id: int) -> Run:
@@ -124,11 +154,12 @@ class Queue:
                 raise RunNotFound(f"There is no run {run_id}.")
             if run.run_state.terminal:
                 raise TierbotError(f"Run {run_id} has already ended ({run.state}); nothing to cancel.")
+            joiners = []
             if run.state in _NOT_STARTED:
-                _end(run, RunState.cancelled, "cancelled before it started")
+                joiners = _end(s, run, RunState.cancelled, "cancelled before it started")
             else:
                 run.cancel_requested = True
-        self.on_change([run_id])
+        self.on_change([run_id, *joiners])
         return run
 
     def cancel_subject(self, subject: str, keep_sha: str | None = None) -> list[int]:
@@ -140,14 +171,13 @@ class Queue:
             if keep_sha:
                 query = query.where(Run.sha != keep_sha)
             runs = list(s.scalars(query))
+            ids = [run.id for run in runs]
+            why = "superseded" if keep_sha else "cancelled: the PR was closed"
             for run in runs:
                 if run.state in _NOT_STARTED:
-                    _end(
-                        run, RunState.cancelled, "superseded" if keep_sha else "cancelled: the PR was closed"
-                    )
+                    ids += _end(s, run, RunState.cancelled, why)
                 else:
                     run.cancel_requested = True
-            ids = [run.id for run in runs]
         self.on_change(ids)
         return ids
 
@@ -174,26 +204,37 @@ class Queue:
             return s.scalar(held) is not None
 
     def recover(self, kill: Callable[[Run], None]) -> list[Run]:
-        """Requeue or fail the runs whose worker stopped heartbeating. `kill` ends orphaned processes."""
+        """Requeue or fail the runs whose worker is gone: its lease expired, or (on PostgreSQL) it has not
+        beaten for `TAKEOVER_SECONDS` and nothing holds the run (`Database.alive`): a killed replica's runs
+        are taken over in seconds, a slow but living worker keeps its own. `kill` ends orphaned processes."""
+        now = utcnow()
         with self.db.exclusive() as s:
-            stale = list(
-                s.scalars(select(Run).where(Run.state == RunState.running, Run.lease_expires_at < utcnow()))
-            )
+            running = select(Run).where(Run.state == RunState.running)
+            stale = list(s.scalars(running.where(Run.lease_expires_at < now)))
+            if not self.db.is_sqlite:  # last beat over TAKEOVER_SECONDS ago, lease not yet expired
+                quiet = now + self.lease - timedelta(seconds=TAKEOVER_SECONDS)
+                silent = s.scalars(running.where(Run.lease_expires_at >= now, Run.lease_expires_at < quiet))
+                stale += [run for run in silent if not self.db.alive(s, run.id)]
+            self.takeovers += len(stale)
+            joiners = []
             for run in stale:
                 kill(run)
                 lost = f"the worker {run.worker} stopped responding"
                 if run.cancel_requested:
-                    _end(run, RunState.cancelled, "cancelled")
+                    joiners += _end(s, run, RunState.cancelled, "cancelled")
                 elif run.attempts >= self.max_attempts:
-                    _end(run, RunState.failed, f"{lost}; gave up after {run.attempts} attempts")
+                    joiners += _end(s, run, RunState.failed, f"{lost}; gave up after {run.attempts} attempts")
                 else:
                     run.state, run.phase, run.reason = RunState.queued, "queued", f"requeued: {lost}"
                     run.worker = run.lease_expires_at = run.pgid = None
         if stale:
-            self.on_change([run.id for run in stale])
+            self.on_change([run.id for run in stale] + joiners)
         return stale
 
 
-def _end(run: Run, state: RunState, reason: str) -> None:
+def _end(s, run: Run, state: RunState, reason: str) -> list[int]:
+    """End a run that is not running; the ids of the runs that joined it and changed with it."""
     run.state, run.phase, run.reason, run.finished_at = state, state.value, reason, utcnow()
     run.lease_expires_at = None
+    s.flush()
+    return release_joiners(s, run)

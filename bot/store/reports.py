@@ -54,21 +54,27 @@ class Reports:
 
     def claim(self) -> tuple[Report, int] | None:
         """A report that is behind and not being synced; with the version this sync brings it to."""
-        now = utcnow()
+        now, me = utcnow(), self.db.me()
         with self.db.exclusive() as s:
+            leased = select(Report.claimed_by).where(Report.lease_expires_at >= now).distinct()
+            dead = self.db.dead(s, s.scalars(leased))  # a killed replica's syncs: taken over at once
             report = s.scalars(
                 select(Report)
                 .where(
                     Report.synced_version < Report.version,
                     Report.next_attempt_at <= now,
-                    or_(Report.lease_expires_at.is_(None), Report.lease_expires_at < now),
+                    or_(
+                        Report.lease_expires_at.is_(None),
+                        Report.lease_expires_at < now,
+                        Report.claimed_by.in_(dead),
+                    ),
                 )
                 .order_by(Report.next_attempt_at, Report.id)
                 .limit(1)
             ).first()
             if report is None:
                 return None
-            report.lease_expires_at = now + self.lease
+            report.lease_expires_at, report.claimed_by = now + self.lease, me
             return report, report.version
 
     def synced(self, report_id: int, version: int, memo: dict) -> None:

@@ -1,14 +1,20 @@
-"""Images compared by pixels: generated PNGs and JPEGs on disk, diff pictures checked pixel by pixel."""
+"""Images compared by pixels: generated PNGs and JPEGs on disk, the pictures of both sides and of the
+difference checked pixel by pixel, and shown side by side in the HTML report."""
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, PngImagePlugin
 
 from bot.compare import Comparison, Options, compare_outputs
-from bot.compare.images import HIGHLIGHT, picture_name, share_text
+from bot.compare.images import HIGHLIGHT, MAX_SHOWN_SIDE, picture_name, share_text
 from bot.outputs import manifest_of
+from bot.render.html import render_html
+from bot.render.markdown import render_markdown
+from bot.render.slack import render_slack
+from bot.render.view import ReportContext
 from bot.spec import CompareSection
 
 
@@ -180,3 +186,96 @@ def test_share_text():
     assert share_text(3, 1_000_000) == "3 of 1,000,000 pixels differ"
     assert share_text(999_999, 1_000_000) == "99.9% of pixels differ"
     assert share_text(10, 10) == "all pixels differ"
+
+
+# -- main | branch | difference, side by side in the HTML report ------------------------------------------
+
+
+def picture(directory: Path, name: str | None) -> np.ndarray:
+    assert name is not None
+    return np.asarray(Image.open(directory / name).convert("RGBA"))
+
+
+def test_both_sides_are_pictured_beside_the_difference(tmp_path):
+    base = gradient()
+    head = base.copy()
+    head[4, 6] = (0, 0, 0)
+    art = tmp_path / "art"
+    comparison = compare(tmp_path, {"p/roc.png": encode(base)}, {"p/roc.png": encode(head)}, art)
+    (image,) = comparison.images
+    assert (image.base_image, image.head_image) == (
+        picture_name("p/roc.png", "main"),
+        picture_name("p/roc.png", "branch"),
+    )
+    assert image.scale == 1
+    assert np.array_equal(picture(art, image.base_image)[..., :3], base)
+    assert np.array_equal(picture(art, image.head_image)[..., :3], head)
+    assert sorted({p.name for p in art.iterdir()}) == sorted(
+        [image.base_image, image.head_image, image.diff_image]
+    )
+
+
+def test_images_that_differ_only_in_size_still_show_both_sides(tmp_path):
+    art = tmp_path / "art"
+    comparison = compare(tmp_path, {"a.png": encode(gradient(4, 3))}, {"a.png": encode(gradient(5, 3))}, art)
+    (image,) = comparison.images
+    assert image.diff_image is None  # no pixel is comparable to another
+    assert picture(art, image.base_image).shape == (3, 4, 4)
+    assert picture(art, image.head_image).shape == (3, 5, 4)
+
+
+def test_large_images_are_shrunk_and_a_lone_changed_pixel_stays_marked(tmp_path):
+    width = MAX_SHOWN_SIDE * 2 + 500  # shrunk 3 times: 2,500 → 834 pixels wide
+    base = np.full((40, width, 3), 90, np.uint8)
+    head = base.copy()
+    head[37, 2_401] = (91, 90, 90)  # one channel, one step: averaged away by any ordinary resize
+    art = tmp_path / "art"
+    comparison = compare(tmp_path, {"wide.png": encode(base)}, {"wide.png": encode(head)}, art)
+    (image,) = comparison.images
+    assert image.scale == 3 and image.size_head == (width, 40)
+    diff = picture(art, image.diff_image)[..., :3]
+    assert diff.shape == (14, 834, 3) and picture(art, image.head_image).shape == (14, 834, 4)
+    red = np.all(diff == HIGHLIGHT, axis=2)
+    assert list(zip(*np.nonzero(red), strict=True)) == [(37 // 3, 2_401 // 3)]
+
+
+def test_the_report_shows_main_branch_and_difference_labelled_in_order(tmp_path):
+    base = np.full((30, 2_100, 3), 200, np.uint8)
+    head = base.copy()
+    head[:5, :5] = 0
+    art = tmp_path / "art"
+    comparison = compare(tmp_path, {"plot.png": encode(base)}, {"plot.png": encode(head)}, art)
+    html = render_html(
+        comparison, ReportContext(experiment="e", head_label="b", base_label="m", tier="t"), art
+    )
+    section = html.split("<code>plot.png</code>", 2)[2].split("</details>")[0]
+    labels = re.findall(
+        r"<figcaption>(\w+)</figcaption>\n<img class=\"(\w+)\" src=\"data:image/png;base64,", section
+    )
+    assert labels == [("main", "side"), ("branch", "side"), ("difference", "diff")]
+    assert "Shown at 1/3 of their size" in section
+    assert 'src="http' not in html and "<script" not in html
+
+
+def test_pr_comments_and_slack_link_the_pictures_in_the_report(tmp_path):
+    head = gradient()
+    head[0, 0] = 0
+    comparison = compare(tmp_path, {"a.png": encode(gradient())}, {"a.png": encode(head)}, tmp_path / "art")
+    ctx = ReportContext(experiment="e", head_label="b", base_label="m", tier="t", report_url="https://r/5")
+    link = "https://r/5#diff-0"
+    assert f"[main | branch | difference in the report]({link})" in render_markdown(comparison, ctx)
+    files = next(b["text"]["text"] for b in render_slack(comparison, ctx)["blocks"] if "*Files*" in str(b))
+    assert f"`a.png` 0.5% of pixels differ · <{link}|main · branch · difference in the report>" in files
+
+
+def test_results_stored_before_both_sides_were_pictured_show_the_difference_alone(tmp_path):
+    head = gradient()
+    head[0, 0] = 0
+    art = tmp_path / "art"
+    comparison = compare(tmp_path, {"a.png": encode(gradient())}, {"a.png": encode(head)}, art)
+    comparison.images[0].base_image = comparison.images[0].head_image = None
+    html = render_html(
+        comparison, ReportContext(experiment="e", head_label="b", base_label="m", tier="t"), art
+    )
+    assert re.findall(r"<figcaption>(\w+)</figcaption>", html) == ["difference"]
+    assert "Shown at" not in html

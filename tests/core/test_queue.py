@@ -1,5 +1,6 @@
 """The runs table as a queue, on real SQLite and real PostgreSQL."""
 
+import itertools
 import threading
 import time
 
@@ -10,10 +11,12 @@ from bot.store import Database, Run, RunState
 from bot.store.queue import LeaseLost, Queue
 from bot.tiers import Tier, TierSet
 
+_KEYS = itertools.count()
 TIERS = TierSet(tiers=[Tier(name="cpu", concurrency=2, default=True), Tier(name="gpu", concurrency=1)])
 
 
-def add_run(db: Database, tier: str = "cpu") -> int:
+def add_run(db: Database, tier: str = "cpu", key: str | None = None) -> int:
+    """A queued run; each of its own key unless `key` is given (one run per key executes at a time)."""
     with db.session() as s:
         run = Run(
             repository="r",
@@ -23,7 +26,7 @@ def add_run(db: Database, tier: str = "cpu") -> int:
             experiment="e",
             tier=tier,
             role="run",
-            cache_key="k",
+            cache_key=key or f"k{next(_KEYS)}",
             spec={},
             requested_by={},
             report_to=[],

@@ -167,12 +167,12 @@ def test_markdown_json_and_image_details(representative):
     image = markdown.split("<code>plots/confusion.png</code>")[1].split("</details>")[0]
     assert "| size | 64×64 | 64×64 |" in image
     assert "**64 pixels differ** (1.56% of the image)." in image
-    anchor = re.search(r"\[See the diff picture in the full report\]\(([^)]+)\)", image)
+    anchor = re.search(r"\[main \| branch \| difference in the report\]\(([^)]+)\)", image)
     assert anchor and anchor.group(1).startswith("https://tierbot.example/comparisons/5#diff-")
     html = render_html(representative, CONTEXT)
     assert f'id="{anchor.group(1).split("#")[1]}"' in html  # the link lands on the image's section
     no_url = render_markdown(representative, CONTEXT.model_copy(update={"report_url": None}))
-    assert "The diff picture is in the HTML report." in no_url
+    assert "main | branch | difference are in the HTML report." in no_url
 
 
 def test_markdown_drops_whole_details_first_when_over_the_limit(representative):
@@ -363,7 +363,8 @@ def test_html_inlines_the_diff_picture(representative, artifacts):
 def test_html_notes_a_diff_picture_it_cannot_show(representative, artifacts, name, note):
     (artifacts.parent / "outside.png").write_bytes(DIFF_PNG)
     (artifacts / "link.png").symlink_to(artifacts.parent / "outside.png")
-    representative.images[0].diff_image = name
+    image = representative.images[0]
+    image.diff_image = image.base_image = image.head_image = name
     html = render_html(representative, CONTEXT, artifacts)
     assert note in html and "data:image" not in html
     without = render_html(representative, CONTEXT)  # no artifacts directory given at all

@@ -9,7 +9,8 @@
 
 It is stateful (repositories, pull requests, comments, reactions, check runs with their history,
 collaborator roles, teams, tokens; see `fakegithub_state.World`), authenticates like GitHub (a plain
-token, or an App: RS256 JWT signed with `app_private_key_pem` → installation tokens that expire), records
+token, or an App: RS256 JWT signed with `app_private_key_pem` → installation tokens that expire, or a
+GitHub Actions job's GITHUB_TOKEN with its workflow's permissions: `add_actions_token`), records
 every request in `requests`, writes its own base URL into every `url` field and `Link` header, and can
 inject failures (`fail_next`) and rate limits (`rate_limit_next`). Endpoints: `fakegithub_api` and
 `fakegithub_checks`; JSON shapes: `fakegithub_json`.

@@ -109,7 +109,9 @@ def repo_of(world: World, call: Call) -> Repo:
     repo, token = world.repo_named(f"{call.params['owner']}/{call.params['repo']}"), call.token
     if repo is None or token is None:
         raise Refusal(404, "Not Found")
-    if token.installation_id is not None:
+    if token.repository is not None:
+        visible = repo.full_name.lower() == token.repository.lower()
+    elif token.installation_id is not None:
         visible = repo.installation_id == token.installation_id
     else:
         visible = not repo.private or repo.roles.get(token.user.login, "none") != "none"
@@ -131,6 +133,12 @@ def comment_of(world: World, call: Call) -> Comment:
     if comment is None or comment.repo is not repo:
         raise Refusal(404, "Not Found")
     return comment
+
+
+def require_write(call: Call, *scopes: str) -> None:
+    """A token whose permissions lack every one of these (an Actions job's, as its workflow set them)."""
+    if not call.token.may_write(*scopes):
+        raise Refusal(403, "Resource not accessible by integration")
 
 
 def resolve_ref(repo: Repo, ref: str) -> str:
@@ -226,6 +234,7 @@ def list_comments(world: World, call: Call) -> Reply:
 @route("POST", "/repos/{owner}/{repo}/issues/{number:int}/comments")
 def create_comment(world: World, call: Call) -> Reply:
     pull = pull_of(world, call, repo_of(world, call))
+    require_write(call, "pull_requests", "issues")
     comment = Comment(world.next_id(), pull.repo, pull.number, comment_body(call), call.token.user)
     world.comments[comment.id] = comment
     data = world.comment_json(comment)
@@ -240,6 +249,7 @@ def get_comment(world: World, call: Call) -> Reply:
 @route("PATCH", "/repos/{owner}/{repo}/issues/comments/{id:int}")
 def edit_comment(world: World, call: Call) -> Reply:
     comment = comment_of(world, call)
+    require_write(call, "pull_requests", "issues")
     body = comment_body(call)
     comment.edits.append(comment.body)
     comment.body, comment.updated_at = body, now()

@@ -9,7 +9,17 @@ characters); only a GitHub App may write them ("You must authenticate via a GitH
 from datetime import datetime
 from typing import Any
 
-from .fakegithub_api import Call, Refusal, Reply, invalid, paginate, repo_of, resolve_ref, route
+from .fakegithub_api import (
+    Call,
+    Refusal,
+    Reply,
+    invalid,
+    paginate,
+    repo_of,
+    require_write,
+    resolve_ref,
+    route,
+)
 from .fakegithub_state import CheckRun, World, now
 
 MAX_CHECK_TEXT = 65535  # bytes (UTF-8): GitHub says "summary exceeds a maximum bytesize of 65535"
@@ -99,6 +109,7 @@ def apply_check(check: CheckRun, changes: dict) -> None:
 def require_app(world: World, call: Call) -> None:
     if world.checks_require_app and call.token.installation_id is None:
         raise Refusal(403, "You must authenticate via a GitHub App.")
+    require_write(call, "checks")
 
 
 @route("POST", "/repos/{owner}/{repo}/check-runs")

@@ -17,6 +17,8 @@ LEGACY_PERMISSION = {
     "read": "read",
 }
 ROLE_RANK = ["none", "read", "triage", "write", "maintain", "admin"]
+ACTIONS_BOT = "github-actions[bot]"  # who GitHub Actions' GITHUB_TOKEN is
+ACTIONS_INSTALLATION = 9_000_001  # its App's installation: never the tierbot App's
 
 
 def now() -> datetime:
@@ -134,9 +136,17 @@ class Token:
     user: User
     installation_id: int | None = None
     expires_at: datetime | None = None
+    # A GitHub Actions job's GITHUB_TOKEN: it sees its workflow's repository only, with the permissions
+    # the workflow grants (None: whatever its App may do).
+    repository: str | None = None
+    permissions: dict[str, str] | None = None
 
     def valid(self) -> bool:
         return self.expires_at is None or self.expires_at > now()
+
+    def may_write(self, *scopes: str) -> bool:
+        """Whether it may write through any of these permissions (`checks`, `pull_requests`, `issues`)."""
+        return self.permissions is None or any(self.permissions.get(s) == "write" for s in scopes)
 
 
 class World(GitHubJSON):
@@ -264,6 +274,16 @@ class World(GitHubJSON):
         with self.lock:
             value = value or f"ghp_{login.replace('[', '').replace(']', '')}{self.next_id()}"
             self.tokens[value] = Token(value, self.user(login))
+            return value
+
+    def add_actions_token(self, repo: str, permissions: dict[str, str] | None = None) -> str:
+        """A GitHub Actions job's GITHUB_TOKEN in `repo`'s workflow: an installation token of Actions' own
+        App (`github-actions[bot]`, which may not `GET /user`), seeing that repository alone, with the
+        workflow's `permissions` (e.g. {"contents": "read"}: every write refused with 403)."""
+        with self.lock:
+            value = f"ghs_actions{self.next_id()}"
+            actions = self.user(ACTIONS_BOT, type="Bot")
+            self.tokens[value] = Token(value, actions, ACTIONS_INSTALLATION, None, repo, permissions)
             return value
 
     def issue_installation_token(self, installation_id: int) -> Token:

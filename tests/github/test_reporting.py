@@ -14,7 +14,16 @@ from bot.github.views import described_sha
 from bot.store import RunState
 from bot.worker import Worker
 
-from ..fakes.github_bot import INSTALLATION, REPO, make_bot, open_pull, pull_request, settle, sha_of
+from ..fakes.github_bot import (
+    INSTALLATION,
+    REPO,
+    heads,
+    make_bot,
+    open_pull,
+    pull_request,
+    settle,
+    sha_of,
+)
 
 
 def test_open_gives_one_sticky_comment_and_a_completed_check_run(bot, fake, simple_repo):
@@ -35,6 +44,22 @@ def test_open_gives_one_sticky_comment_and_a_completed_check_run(bot, fake, simp
     bot.deliver("pull_request", pull_request(simple_repo, "opened"), delivery="d1")  # redelivery
     settle(bot)
     assert len(fake.comments_on(REPO, 7)) == 1 and len(fake.checks_for(REPO, check.head_sha)) == 1
+
+
+def test_the_same_event_under_new_delivery_ids_starts_nothing_new(bot, fake, simple_repo):
+    """A proxy's retry or a replay brings the event under another id: one run, one check run per name."""
+    open_pull(fake, simple_repo)
+    for delivery in ("first", "retry-by-a-proxy", "replayed"):
+        bot.deliver("pull_request", pull_request(simple_repo, "opened"), delivery=delivery)
+        settle(bot)
+    assert len(heads(bot)) == 1 and len(fake.comments_on(REPO, 7)) == 1
+    (check,) = fake.checks_for(REPO, sha_of(simple_repo, "better"))
+    assert check.conclusion == "neutral"
+    outcome = bot.pipeline.deliveries.get("replayed").outcome
+    assert outcome == f"nothing new: #7 @ {check.head_sha[:7]} already has run {heads(bot)[0].id}"
+    bot.deliver("pull_request", pull_request(simple_repo, "reopened"), delivery="reopened")
+    settle(bot)
+    assert len(heads(bot)) == 1  # still the same commit: its run stands
 
 
 def test_failing_verdict_fails_the_check(bot, fake, simple_repo):

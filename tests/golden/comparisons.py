@@ -10,10 +10,23 @@ from bot.compare.model import (
     ImageDiff,
     JsonChange,
     JsonDiff,
+    MetricSeries,
+    ParamChange,
+    ParamsDiff,
     SchemaChange,
+    SeriesSide,
     TableDiff,
 )
+from bot.history import MetricRange
 from bot.render.view import ReportContext
+
+
+def recent(name: str, values: list[float]) -> tuple[str, MetricRange]:
+    """Main's last runs of a metric of metrics.json, as the report context holds them."""
+    commits = [f"c{i:06d}" for i in range(len(values))]
+    found = MetricRange(file="metrics.json", name=name, branch="main", values=values, commits=commits)
+    return MetricRange.key_of("metrics.json", name), found
+
 
 CONTEXT = ReportContext(
     experiment="iris",
@@ -24,6 +37,13 @@ CONTEXT = ReportContext(
     head_run_id=12,
     base_run_id=7,
     report_url="https://tierbot.example/comparisons/5",
+    history=dict(
+        [
+            recent("test.accuracy", [0.905, 0.915, 0.91, 0.912]),  # the branch's 0.894 is outside
+            recent("test.loss", [0.26, 0.23, 0.25]),  # 0.24 is inside
+            recent("train.seconds", [40.0]),
+        ]
+    ),
 )
 
 NASTY = "a<b>&c|d`e*f\ng"  # user data that needs escaping in every format
@@ -198,7 +218,27 @@ def representative_comparison() -> Comparison:
         differing_pixels=64,
         share=64 / 4096,
         diff_image="plots__confusion.png.diff.png",
+        # One picture stands for all three panels: the renderers only inline what they are given.
+        base_image="plots__confusion.png.diff.png",
+        head_image="plots__confusion.png.diff.png",
     )
+    inputs = [
+        ParamsDiff(
+            path="params.yaml",
+            changes=[
+                ParamChange(name="dropout", change="removed", old=0.2),
+                ParamChange(name="epochs", change="added", new=20),
+                ParamChange(name="model.layers", change="changed", old=[64, 32], new=[128, 32]),
+                ParamChange(name="seed", change="changed", old="1", new=1),
+                ParamChange(name="train.lr", change="changed", old=0.1, new=0.01),
+            ],
+            total=7,
+            unchanged=12,
+        ),
+        ParamsDiff(
+            path="configs/<b>.toml", base_note="missing", head_note="not valid TOML: Expected '=' (line 2)"
+        ),
+    ]
     return Comparison(
         verdict="fail",
         reasons=[
@@ -214,6 +254,21 @@ def representative_comparison() -> Comparison:
         tables=[predictions, scores],
         json_diffs=[params],
         images=[confusion],
+        params=inputs,
+        series=[
+            MetricSeries(
+                file="metrics.json",
+                name="loss",
+                base=SeriesSide(x=[0, 1, 2, 3], y=[0.9, 0.6, 0.45, 0.4], points=4, last=0.4),
+                head=SeriesSide(x=[0, 1, 2, 3, 4], y=[0.9, 0.5, 0.4, 0.35, 0.31], points=5, last=0.31),
+            ),
+            MetricSeries(
+                file="steps <1>.csv",
+                name="val_loss",
+                x="step",
+                head=SeriesSide(x=[100, 200], y=[0.7, 0.5], points=2, last=0.5),
+            ),
+        ],
         problems=[
             FileProblem(
                 path="latin1.txt",
@@ -336,4 +391,12 @@ def nasty_comparison() -> Comparison:
         ],
         images=[ImageDiff(path=path, size_base=(1, 1), size_head=(1, 1), differing_pixels=1, share=1.0)],
         problems=[FileProblem(path=path, message=f"message {NASTY}")],
+        params=[
+            ParamsDiff(
+                path=path,
+                changes=[ParamChange(name=NASTY, change="changed", old=NASTY, new=[NASTY])],
+                total=1,
+                base_note=NASTY,
+            )
+        ],
     )

@@ -77,7 +77,10 @@ def test_the_message_reads_verdict_first():
         "❌ FAIL · iris · feature-x @ 1a2b3c4 vs main @ 9f8e7d6 (merge base): metric"
     )
     metrics = section(message, "*Metrics*")
-    assert metrics.splitlines()[1] == "▼ `test.accuracy` 0.912 → 0.894 (-0.018, -1.97%) worse ❌ beyond 0.01"
+    assert metrics.splitlines()[1] == (
+        "▼ `test.accuracy` 0.912 → 0.894 (-0.018, -1.97%) worse ❌ beyond 0.01"
+        " · main's last 4 runs: 0.905–0.915 (⚠️ outside)"
+    )
     assert "*Metrics* · 1 unchanged" in metrics and "test.a|b" not in metrics
     files = section(message, "*Files*")
     assert files.splitlines()[1] == "❌ `metrics.json` 6 metrics changed, 1 beyond threshold"  # failing first
@@ -121,7 +124,7 @@ def test_max_blocks_leaves_room_for_buttons(max_blocks):
     if max_blocks >= 3:
         link = message["blocks"][-1]["text"]["text"]
         assert link.startswith("📄 <https://tierbot.example/comparisons/5|Open the full report>")
-        left_out = 8 - len(message["blocks"])
+        left_out = 10 - len(message["blocks"])
         if left_out:
             assert f"_… {left_out} more section{'s' if left_out > 1 else ''} there: " in link
 
@@ -136,10 +139,10 @@ def test_least_important_sections_are_dropped_first():
         "section",
         "section",
     ]
-    assert texts(message)[2].startswith("*Metrics*") and texts(message)[3].startswith("*Tables*")
-    assert texts(message)[-1].endswith("_… 2 more sections there: files, problems_")
+    assert texts(message)[2].startswith("*Params*") and texts(message)[3].startswith("*Metrics*")
+    assert texts(message)[-1].endswith("_… 4 more sections there: plots, files, tables, problems_")
     without_url = render_slack(representative_comparison(), NO_URL, max_blocks=6)
-    assert texts(without_url)[-1] == "_… 2 more sections not shown here: files, problems_"
+    assert texts(without_url)[-1] == "_… 4 more sections not shown here: plots, files, tables, problems_"
     assert len(without_url["blocks"]) == 6
 
 
@@ -186,9 +189,8 @@ def test_user_data_is_escaped_in_mrkdwn():
         assert not re.search(r"&(?!amp;|lt;|gt;)", bare)
         for line in text.splitlines():
             assert line.count("`") % 2 == 0  # code spans open and close on their line
-            assert "*" not in outside_code(line).replace("*Metrics*", "").replace("*Files*", "").replace(
-                "*Tables*", ""
-            ).replace("*Problems*", "")  # no bold from user data
+            headings = ("*Params*", "*Metrics*", "*Files*", "*Tables*", "*Problems*")
+            assert "*" not in re.sub("|".join(map(re.escape, headings)), "", outside_code(line))  # no bold
     files = section(message, "*Files*")
     assert "✏️ `out/a&lt;b&gt;&amp;c|dˋe*f↵g.csv`" in files  # data in a code span, one line
     assert "summary a&lt;b&gt;&amp;c|dˋe∗f g" in files  # free text: look-alikes for ` and *
