@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,8 @@ from bot.store import Report, RunState
 from bot.store.deliveries import Deliveries
 from bot.store.reports import Reports
 
+from ..fakes.waiting import wait_until
+
 pytestmark = pytest.mark.postgres
 SLOW = """\
 import json, pathlib, time
@@ -25,15 +26,6 @@ time.sleep(float(open("sleep.txt").read()))
 out = pathlib.Path("out"); out.mkdir(exist_ok=True)
 (out / "metrics.json").write_text(json.dumps({"accuracy": 0.9}))
 """
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 30, what: str = "") -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def group_alive(pgid: int) -> bool:

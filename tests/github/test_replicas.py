@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from bot.store import Report, Run, RunState
 
 from ..conftest import SIMPLE_SCRIPT, push_branch
 from ..fakes.github_bot import REPO, SECRET, pull_request, sha_of
+from ..fakes.waiting import free_port, wait_until
 
 pytestmark = pytest.mark.postgres
 SLOW_SCRIPT = "import time\ntime.sleep(1.5)\n" + SIMPLE_SCRIPT
@@ -33,14 +33,14 @@ class Serve:
     """`tierbot serve` on a loopback port, in a process of its own with its own data dir."""
 
     def __init__(self, root: Path, name: str, env: dict[str, str]):
-        self.port = _free_port()
+        self.port = free_port()
         self.log = root / f"{name}.log"
         variables = {**os.environ, **env, "TIERBOT_DATA_DIR": str(root / name)}
         command = [sys.executable, "-m", "bot", "serve", "--port", str(self.port), "--workers", "1"]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(command, env=variables, stdout=out, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
-        _wait(lambda: self._up(), f"{name} to serve")
+        wait_until(self._up, timeout=90, what=f"{name} to serve")
 
     def _up(self) -> bool:
         assert self.process.poll() is None, self.log.read_text()
@@ -69,23 +69,6 @@ class Serve:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait(condition, what: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _all_reported(probe: Pipeline) -> bool:
@@ -126,11 +109,11 @@ def test_two_replicas_one_truth_on_the_wire(settings, postgres_url, simple_repo,
             runs = probe.recent_runs(20, state=RunState.running)
             return next((r for r in runs if r.role == "head" and r.pgid), None)
 
-        victim_run = _wait(running_head, "a head to run")
+        victim_run = wait_until(running_head, timeout=90, what="a head to run")
         (victim,) = [r for r in replicas if r.owns(victim_run.worker)]
         victim.process.send_signal(signal.SIGKILL)
         victim.process.wait()
-        _wait(lambda: _all_reported(probe), "every pull request to be compared and reported")
+        wait_until(lambda: _all_reported(probe), timeout=90, what="every pull request reported")
     finally:
         for replica in replicas:
             replica.stop()
