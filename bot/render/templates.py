@@ -13,13 +13,15 @@ every value they print (`_html_value`, `_slack_value`): a template that forgets 
 escaped, never obeyed, and no view has to remember to.
 """
 
+import contextlib
 import json
 import re
 from collections.abc import Mapping
 from functools import cache
 
 import yaml
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from jinja2 import Environment, FileSystemBytecodeCache, FileSystemLoader, StrictUndefined, Template
+from jinja2.bccache import Bucket
 from markupsafe import Markup
 from rich.markup import escape as rich_escape
 
@@ -314,10 +316,40 @@ SLACK_FILTERS = {
 _FINALIZE = {"html": _html_value, "slack": _slack_value}
 
 
+class _CompiledBeside(FileSystemBytecodeCache):
+    """Compiled templates kept beside the templates, in `__pycache__/FLAVOUR/`, as Python keeps a module's
+    bytecode beside it: the same place, so the same trust, as the code itself (never a shared temporary
+    directory, where another user could plant code). Compiling the report's templates costs a command
+    line a few hundred milliseconds every time; loading them, a few. Each entry is checked against its
+    template's source. A read-only installation just compiles every time."""
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except Exception:  # a damaged entry (Jinja lets a truncated checksum through): compile again
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _compiled(flavour: str) -> _CompiledBeside | None:
+    # One directory per flavour: an entry is keyed by the template's name, and a flavour compiles it
+    # its own way (autoescaping, finalize).
+    directory = resource_dir("templates") / "__pycache__" / flavour
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return _CompiledBeside(str(directory))
+
+
 @cache
 def environment(flavour: str) -> Environment:
     env = Environment(
         loader=FileSystemLoader(resource_dir("templates")),
+        bytecode_cache=_compiled(flavour),
         autoescape=flavour in _FINALIZE,
         undefined=StrictUndefined,
         trim_blocks=True,
