@@ -31,12 +31,10 @@ from itertools import islice
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-import duckdb
 import yaml
 
 from bot.compare.files import SIDE_NAMES, FileUnreadable, Pair, kind_by_name, looks_like_text
 from bot.compare.metrics import MAX_NODES, parse_document
-from bot.compare.tables_read import open_side, quote
 from bot.compare.text import mask as builtin_mask
 from bot.manifest import FileEntry, Manifest
 from bot.spec import compile_mask
@@ -223,6 +221,10 @@ def key_candidates(columns: dict[str, str]) -> list[str]:
 
 def guess_key(path: Path, name: str) -> TableProposal:
     """Open the table as a comparison would and try `key_candidates` for uniqueness in DuckDB."""
+    import duckdb  # only when a table is proposed: every other command starts without it
+
+    from bot.compare.tables_read import open_side, quote
+
     size = path.stat().st_size
     if size > MAX_TABLE_BYTES:
         return TableProposal(name, None, "too large to read now: the comparison detects a key itself")
