@@ -46,25 +46,14 @@ class S3Store:
     @cached_property
     def client(self):
         """Made on first use: commands that never touch the store never load boto3 (a third of a second)."""
-        import boto3
-        from botocore.config import Config
+        from bot.aws import aws_client
 
-        s = self.settings
-        secret = lambda value: value.get_secret_value() if value else None  # noqa: E731
-        # Its own session: boto3's default one is not safe to share between threads.
-        return boto3.session.Session().client(
+        return aws_client(
+            self.settings,
             "s3",
-            endpoint_url=s.aws_endpoint_url,
-            # From Settings, not the environment: `harden` has removed them from it by now.
-            aws_access_key_id=secret(s.aws_access_key_id),
-            aws_secret_access_key=secret(s.aws_secret_access_key),
-            aws_session_token=secret(s.aws_session_token),
-            config=Config(
-                retries={"mode": "standard", "max_attempts": 5},
-                connect_timeout=10,
-                read_timeout=60,
-                max_pool_connections=2 * TRANSFERS,
-            ),
+            endpoint_url=self.settings.aws_endpoint_url,
+            max_pool_connections=2 * TRANSFERS,
+            signature_version="s3v4",  # presigned URLs (the remote backends'): what S3 accepts today
         )
 
     # -- blobs --------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from bot.artifacts import ArtifactUnavailable, artifact_store
 from bot.backends import mark_availability, untrusted_refusal
 from bot.checkout import CodeCache
 from bot.compare import Options, compare_outputs, compare_params
+from bot.costs import baseline_cost, charge, run_cost
 from bot.doors import DoorPlugin
 from bot.errors import TierbotError, TierUnavailable
 from bot.forks import fork_tier
@@ -37,7 +38,7 @@ from bot.spec import SPEC_FILE, Spec, parse_spec, spec_names
 from bot.store import ComparisonRecord, Database, Output, Run, RunState
 from bot.store.approvals import Approvals
 from bot.store.deliveries import Deliveries
-from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON, SkippedOutput, utcnow
+from bot.store.models import SkippedOutput, refusal_phase, utcnow
 from bot.store.queue import Queue
 from bot.store.reports import Reports
 from bot.tiers import Requester, Tier, load_tiers
@@ -130,6 +131,7 @@ class Pipeline(Lookups):
                     submission = Submission(head=head)
                 else:
                     submission = self._compare_with_baseline(s, request, head, base_sha, base_spec, tier)
+                charge(s, self.tiers, [head, submission.base])  # estimates; refused when over a budget
         except IntegrityError:  # another replica took the same request a moment ago (`runs.once`)
             earlier = self.requested(request.once) if request.once else None
             if earlier is None:
@@ -190,7 +192,7 @@ class Pipeline(Lookups):
                 subject=request.subject,
                 trusted=request.trusted,
                 state=RunState.failed,
-                phase=REFUSED_NEEDS_PERSON if error.needs_person else REFUSED,
+                phase=refusal_phase(error),
                 reason=self.redactor(str(error)),
                 finished_at=utcnow(),
                 once=request.once,
@@ -392,4 +394,6 @@ class Pipeline(Lookups):
                 self.settings, comparison.id, comparison.head_run.repository, comparison.report_path
             ),
             history=ranges_for(self.db, comparison),
+            cost=run_cost(comparison.head_run, self.tiers.currency),
+            baseline_cost=baseline_cost(comparison, self.tiers.currency),
         )

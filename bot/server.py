@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 
 from bot import __version__, signed_links
 from bot.artifacts import ArtifactUnavailable
+from bot.costs import month_costs, month_of
 from bot.crew import Crew, exit_on_second_signal
 from bot.errors import TierbotError
 from bot.inbox import Inbox
@@ -27,14 +28,15 @@ from bot.limits import RequestLimits
 from bot.pipeline import Pipeline
 from bot.store import Run, RunState
 from bot.store.deliveries import Item
+from bot.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
 
 class _RunStates:
-    """Runs per state, the queue's depth per tier and the runs in flight per replica, read from the
-    database at scrape time (any replica may have changed them); runs of dead workers this replica took
-    over."""
+    """Runs per state, the queue's depth per tier, the runs in flight per replica and the month's spend
+    per budget, read from the database at scrape time (any replica may have changed them); runs of dead
+    workers this replica took over."""
 
     def __init__(self, pipeline: Pipeline):
         self.pipeline = pipeline
@@ -61,7 +63,19 @@ class _RunStates:
             "tierbot_takeovers", "Runs of dead workers this replica requeued or ended"
         )
         takeovers.add_metric([], self.pipeline.queue.takeovers)
-        yield from (states, depth, flight, takeovers)
+        yield from (states, depth, flight, takeovers, self._spend())
+
+    def _spend(self) -> GaugeMetricFamily:
+        """This month's spend per budget, as `tierbot costs` counts it (`bot.costs`)."""
+        costs = month_costs(self.pipeline.db, self.pipeline.tiers, month_of(utcnow()))
+        spend = GaugeMetricFamily(
+            "tierbot_spend",
+            f"Spend toward each budget this month (UTC), in {costs.currency}",
+            labels=["budget", "month"],
+        )
+        for budget in costs.budgets:
+            spend.add_metric([budget.budget, costs.month], budget.spent)
+        return spend
 
 
 class _Metrics:

@@ -171,6 +171,17 @@ class Settings(BaseSettings):
     reap_seconds: float = Field(
         300.0, gt=0, description="How often a worker removes what ended runs left on the backends' engines."
     )
+    remote_poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="How often a remote job (AWS Batch) is first asked for its state and log; it backs off "
+        "to 12 times that (60 s) while nothing changes.",
+    )
+    bundle_retention_seconds: float = Field(
+        86400.0,
+        ge=0,
+        description="How long a code bundle stays in the artifact store's bundles/ after its last use.",
+    )
     progress_seconds: float = Field(
         10.0, gt=0, description="How often a running run's last log line is shown in Slack and on GitHub."
     )

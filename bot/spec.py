@@ -304,7 +304,43 @@ class DeploySection(_Strict):
     artifact: str = Field(description="The model file among the outputs.")
     predict: str = Field(description="`module.py:function` in the repository that serves predictions.")
     smoke: dict | list | None = Field(None, description="A request body the new version must answer.")
-    target: Literal["local", "docker", "sagemaker"] = "local"
+    target: Literal["local", "docker", "sagemaker"] = Field(
+        "local", description="Where it is served: a process on the bot's machine (local), docker, sagemaker."
+    )
+    environment: str = Field(
+        "production", pattern=NAME_PATTERN, description="The environment a merge deploys to (GitHub's too)."
+    )
+    compare: Tolerance | None = Field(
+        None,
+        description="Tolerance of the prediction diff (old and new versions' answers to the same requests); "
+        "compare.json_tolerance when unset.",
+    )
+    max_changed: int | str | None = Field(
+        None,
+        description="Refuse the switch when more of the replayed requests get a different answer: a count "
+        "(3) or a share ('5%'). Unset: changes are shown, never refused.",
+        examples=["5%", 3],
+    )
+    replay: int = Field(
+        50,
+        ge=0,
+        le=1000,
+        description="Recent requests the live version served, replayed beside the smoke one.",
+    )
+
+    @field_validator("max_changed")
+    @classmethod
+    def _changed_limit(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str):
+            try:
+                amount, relative = parse_threshold(value)
+            except ValueError:
+                amount, relative = -1.0, False
+            if not relative or not 0 <= amount <= 1:
+                raise ValueError(f"must be a count (3) or a share ('5%'), not {value!r}")
+        elif value is not None and value < 0:
+            raise ValueError("max_changed cannot be negative")
+        return value
 
     @field_validator("artifact")
     @classmethod

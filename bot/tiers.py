@@ -9,6 +9,7 @@ the backends and hands the answers in (`TierSet.with_availability`).
 import difflib
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -93,7 +94,9 @@ class Tier(BaseModel):
     memory: int | str | None = Field(None, description="Memory limit, e.g. 4GiB; unlimited when unset.")
     gpus: int = Field(0, ge=0)
     max_runtime: float | str = Field("1h", validate_default=True, description="Wall-clock limit, e.g. 30m.")
-    cost_per_hour: float = Field(0.0, ge=0)
+    cost_per_hour: float | None = Field(
+        None, description="What an hour of a run costs, in the tiers file's currency; unset: free."
+    )
     backend: Literal["local", "docker", "sagemaker", "batch"] = "local"
     backend_options: dict = Field(default_factory=dict, description="instance_type, spot, host, ...")
     concurrency: int = Field(1, ge=1, description="Runs at once on this tier.")
@@ -106,6 +109,13 @@ class Tier(BaseModel):
     @classmethod
     def _memory(cls, value: int | str | None) -> int | None:
         return None if value is None else parse_size(value)
+
+    @field_validator("cost_per_hour")
+    @classmethod
+    def _price(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError(f"must be more than 0, not {value:g} (leave it out on a free tier)")
+        return value
 
     @field_validator("max_runtime")
     @classmethod
@@ -134,10 +144,84 @@ class Tier(BaseModel):
         return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
+# What a budget may name, and how people call it.
+BUDGET_KINDS = {"repository": "repository", "github_team": "team", "slack_group": "group"}
+
+
+class Budget(BaseModel):
+    """What the runs of one repository, GitHub team or Slack user group may cost in a calendar month
+    (UTC), in the tiers file's currency; `bot.costs` adds up the spend and refuses what would exceed it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repository: str | None = Field(None, min_length=1, description="owner/name (or a local path).")
+    github_team: str | None = Field(None, description='"org/slug" of a GitHub team.')
+    slack_group: str | None = Field(None, min_length=1, description="A Slack user group's id, e.g. S0ML.")
+    monthly: float = Field(gt=0, description="The most the month's runs may cost.")
+    contact: str | None = Field(None, description="Who to ask for more, e.g. @alice or #ml-platform.")
+
+    @field_validator("github_team")
+    @classmethod
+    def _team(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^/\s]+/[^/\s]+", value):
+            raise ValueError(f"name the team as org/slug, e.g. acme/ml-platform, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> "Budget":
+        named = [kind for kind in BUDGET_KINDS if getattr(self, kind) is not None]
+        if len(named) != 1:
+            raise ValueError(
+                "a budget names exactly one of repository, github_team or slack_group "
+                f"({'found ' + ' and '.join(named) if named else 'found none'})"
+            )
+        return self
+
+    @property
+    def kind(self) -> str:
+        """repository, github_team or slack_group: which one the budget names."""
+        return next(kind for kind in BUDGET_KINDS if getattr(self, kind) is not None)
+
+    @property
+    def name(self) -> str:
+        return getattr(self, self.kind)
+
+    @property
+    def scope(self) -> str:
+        """What the budget is for, in people's words and as its key: `repository acme/models`."""
+        return f"{BUDGET_KINDS[self.kind]} {self.name}"
+
+    def applies(self, repository: str, who: Requester) -> bool:
+        """Whether a run of `repository` that `who` asked for counts toward this budget."""
+        if self.repository is not None:
+            return repository.casefold() == self.repository.casefold()  # GitHub ignores the case
+        if self.github_team is not None:
+            return self.github_team.casefold() in {team.casefold() for team in who.github_teams}
+        return self.slack_group in who.slack_groups
+
+
 class TierSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     tiers: list[Tier] = Field(min_length=1)
+    currency: str = Field("USD", description="The ISO 4217 code of every price and budget here.")
+    budgets: list[Budget] = Field(default_factory=list)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Z]{3}", value):
+            raise ValueError(f"write a currency as its three capital letters, e.g. USD or EUR, not {value!r}")
+        return value
+
+    @field_validator("budgets")
+    @classmethod
+    def _distinct_budgets(cls, budgets: list[Budget]) -> list[Budget]:
+        scopes = [b.scope.casefold() for b in budgets]
+        repeated = sorted({b.scope for b in budgets if scopes.count(b.scope.casefold()) > 1})
+        if repeated:
+            raise ValueError(f"one budget per repository, team or group; repeated: {', '.join(repeated)}")
+        return budgets
 
     @model_validator(mode="after")
     def _one_default(self) -> "TierSet":
@@ -160,12 +244,15 @@ class TierSet(BaseModel):
         return [t.name for t in self.tiers]
 
     def github_teams(self) -> set[str]:
-        """Every team any tier names: whose membership a GitHub requester is checked for."""
-        return {team for tier in self.tiers for team in tier.access.github_teams}
+        """Every team any tier or budget names: whose membership a GitHub requester is checked for."""
+        budgets = {b.github_team for b in self.budgets if b.github_team is not None}
+        return {team for tier in self.tiers for team in tier.access.github_teams} | budgets
 
     def slack_groups(self) -> set[str]:
-        """Every Slack user group any tier names: whose membership a Slack requester is checked for."""
-        return {group for tier in self.tiers for group in tier.access.slack_groups}
+        """Every Slack user group any tier or budget names: whose membership a Slack requester is checked
+        for."""
+        budgets = {b.slack_group for b in self.budgets if b.slack_group is not None}
+        return {group for tier in self.tiers for group in tier.access.slack_groups} | budgets
 
     def with_availability(self, reasons: Mapping[str, str | None]) -> "TierSet":
         """A copy whose tiers carry why they cannot run here: reasons by tier name, None or absent when

@@ -16,6 +16,7 @@ from pathlib import Path
 from bot import history
 from bot.backends import Job, backend_for, reap
 from bot.backends.local import kill_process_group
+from bot.costs import actual_cost
 from bot.doors import Doors
 from bot.errors import TierbotError
 from bot.events import Event
@@ -111,6 +112,7 @@ class Worker:
         self.name = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._reap_at = 0.0  # at start, then every reap_seconds
         self._watcher: RunWatcher | None = None  # of the run being executed, to hand it back
+        self._deployer = None  # `bot.deploy.machine.Deployer`, made when first asked
 
     def run_once(self) -> bool:
         """Recover dead workers' runs, handle one webhook delivery or execute one queued run.
@@ -120,7 +122,7 @@ class Worker:
                 self.pipeline.settle_for(run.id)
         if self.only is None:
             self.reap()
-        if self.only is None and (self.handle_delivery() or self.sync_report()):
+        if self.only is None and (self.handle_delivery() or self.sync_report() or self.deploy_once()):
             return True
         if not self.runs:
             return False
@@ -173,6 +175,14 @@ class Worker:
         self.pipeline.deliveries.finish(delivery.id, state, outcome)
         return True
 
+    def deploy_once(self) -> bool:
+        """Take one due deployment through its steps (`bot.deploy.machine`)."""
+        if self._deployer is None:
+            from bot.deploy.machine import Deployer  # loaded by the workers that deploy, not every command
+
+            self._deployer = Deployer(self.pipeline)
+        return self._deployer.once()
+
     def sync_report(self) -> bool:
         claimed = self.pipeline.reports.claim()
         if claimed is None:
@@ -212,6 +222,7 @@ class Worker:
                 tier=tier,
                 requirements=workdir / requirements if requirements else None,
                 dockerfile=workdir / dockerfile if dockerfile else None,
+                outputs=spec.run.outputs,  # all a remote backend brings back
                 env={"TIERBOT_RUN_ID": str(run.id), "TIERBOT_TIER": tier.name},
                 log_path=log_path,
                 max_log_bytes=settings.max_log_bytes,
@@ -239,6 +250,7 @@ class Worker:
                 command_seconds=outcome.seconds,
                 log_path=self.pipeline.artifacts.put_log(log_path),  # kept here while it ran
                 log_tail=outcome.log_tail,
+                actual_cost=actual_cost(self.pipeline.tiers, run, outcome.billed_seconds),
             )
         except LeaseLost:
             return
@@ -279,6 +291,7 @@ class Worker:
                 RunState.failed,
                 self.pipeline.redactor(reason),
                 log_path=self.pipeline.artifacts.put_log(log_path),  # whatever it wrote before failing
+                actual_cost=actual_cost(self.pipeline.tiers, run),  # the time it held its tier
             )
 
 

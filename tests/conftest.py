@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fakes.cli",
     "tests.fakes.local_backend",
     "tests.fakes.moto_s3",
+    "tests.fakes.moto_aws",
 ]
 pytest.register_assert_rewrite("tests.golden")  # check_golden's failures show the diff, as in a test
 

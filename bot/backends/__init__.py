@@ -2,7 +2,7 @@
 
 A worker hands a backend a `Job` (a checked-out workdir, a command, a tier) and a `Watcher` (the queue's
 ears: phase changes, log lines, the process group, cancellation) and gets an `Outcome` back. Backends
-never touch the database or the comparison; `docker` sits beside `local` (and the AWS backends will)
+never touch the database or the comparison; `docker` and `batch` sit beside `local` (and SageMaker will)
 as rows of `PROVIDED`, which also answers, before anything is queued, whether a tier can run here (and
 whether it can run untrusted code here).
 """
@@ -34,6 +34,8 @@ class Job:
     trusted: bool = True  # False: a fork's code, run sandboxed and without the worker's environment
     redact: Callable[[list[str]], list[str]] | None = None  # every batch of log lines passes it first
     dockerfile: Path | None = None  # the repository's Dockerfile inside workdir: container tiers build it
+    # The outputs directory in workdir (run.outputs): remote tiers send back only it. None: all of workdir.
+    outputs: str | None = None
 
 
 @dataclass
@@ -46,6 +48,9 @@ class Outcome:
     # Where the outputs are when not in the job's workdir (an untrusted run's sandbox): the worker collects
     # them from there, then removes it.
     workspace: Path | None = None
+    # What the provider bills for the job when it says so (SageMaker's BillableTimeInSeconds): the run's
+    # cost is this times the tier's price, instead of its wall time (`bot.costs.actual_cost`).
+    billed_seconds: float | None = None
 
 
 class Watcher(Protocol):
@@ -126,11 +131,39 @@ def _docker_untrusted(tier: Tier, settings: Settings) -> str | None:
     return untrusted(tier, settings)
 
 
+def _batch_missing(tier: Tier, settings: Settings) -> str | None:
+    # The options module imports boto3 lazily: without the `aws` extra, batch tiers are unavailable.
+    from bot.backends.batch_options import missing
+
+    return missing(tier, settings)
+
+
+def _batch(settings: Settings) -> Backend:
+    from bot.backends.batch import BatchBackend
+
+    return BatchBackend(settings)
+
+
+def _batch_untrusted(tier: Tier, settings: Settings) -> str | None:
+    from bot.backends.batch_options import untrusted
+
+    return untrusted(tier, settings)
+
+
+def _batch_reap(tiers: list[Tier], settings: Settings, is_running: IsRunning) -> dict[str, object]:
+    try:
+        from bot.backends.batch_reaper import reap_batch
+    except ImportError:  # no boto3: no batch tier ever ran here
+        return {}
+    return reap_batch(tiers, settings, is_running)
+
+
 PROVIDED: dict[str, Provided] = {
     "local": Provided(missing=_nothing_missing, build=_local, untrusted=_local_untrusted),
     "docker": Provided(
         missing=_docker_missing, build=_docker, untrusted=_docker_untrusted, reap=_docker_reap
     ),
+    "batch": Provided(missing=_batch_missing, build=_batch, untrusted=_batch_untrusted, reap=_batch_reap),
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bot.cli.deploy import merge_and_deploy
 from bot.cli.progress import execute_and_watch
 from bot.compare import Comparison
 from bot.pipeline import Pipeline
@@ -28,11 +29,13 @@ CHANGE = {"n_estimators": 5}  # the branch's hyperparameter change, applied to p
 def run_demo(pipeline: Pipeline, console: Console, keep: bool = False) -> int:
     """Returns the exit code: 0 when the comparison was made (whatever its verdict). The temporary
     repository is removed at the end unless `keep`: the runs, their outputs and the report stay in the
-    data dir, and a later demo still reuses them (reuse is by tree, not by repository path)."""
+    data dir, and a later demo still reuses them (reuse is by tree, not by repository path). After the
+    comparison the branch is merged and deployed (`bot.cli.deploy.merge_and_deploy`)."""
     # Resolved, as the CLI's --repo is: runs store the path, and workers elsewhere must find it.
     repo = Path(tempfile.mkdtemp(prefix="tierbot-demo-")).resolve()
     try:
-        return _compare_example(pipeline, console, repo)
+        code = _compare_example(pipeline, console, repo)
+        return code or merge_and_deploy(pipeline, console, repo, BRANCH, keep)
     finally:
         if keep:
             console.print(f"The example repository is kept: {repo}")

@@ -2,6 +2,7 @@
 needs (the rules are `bot.gc`'s); `--dry-run` prints the plan and removes nothing."""
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +17,7 @@ from bot.errors import TierbotError
 from bot.pipeline import Pipeline
 from bot.render.templates import term_text
 from bot.spec import Spec
-from bot.store.models import Run, RunState, utcnow
+from bot.store.models import Deployment, Run, RunState, utcnow
 from bot.units import format_size, parse_duration, parse_size
 
 
@@ -61,12 +62,14 @@ def gc(
 
 
 def needed_environments(pipe: Pipeline) -> set[str] | None:
-    """The environment keys unfinished runs will use; None when one cannot be known (every environment
-    is then kept)."""
+    """The environment keys unfinished runs will use, and those deployed model servers run in (live, or
+    kept to roll back to); None when one cannot be known (every environment is then kept)."""
     unfinished = [RunState.waiting, RunState.queued, RunState.running]
     with pipe.db.session() as s:
         runs = list(s.scalars(select(Run).where(Run.state.in_(unfinished), Run.trusted.is_(True))))
-    keys = set()
+        deployed = [d.instance.get("python") for d in s.scalars(select(Deployment))]
+    envs = pipe.settings.envs_dir
+    keys = {Path(p).relative_to(envs).parts[0] for p in deployed if p and Path(p).is_relative_to(envs)}
     for run in runs:
         requirements = Spec.model_validate(run.spec).environment.requirements
         if not requirements:

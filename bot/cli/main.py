@@ -15,6 +15,8 @@ from rich.table import Table
 
 from bot import __version__, wiring
 from bot.cli.ci import ci
+from bot.cli.costs import costs
+from bot.cli.deploy import deploy, deployments, rollback
 from bot.cli.diff import diff
 from bot.cli.experiments import (
     RepoOption,
@@ -51,11 +53,15 @@ for command in (run, compare, runs, show, cancel):
     app.command()(command)
 app.command()(gc)
 app.command()(history)
+for command in (deploy, deployments, rollback):
+    app.command()(command)
+app.command()(costs)
 
 
 @app.command()
 def tiers() -> None:
     """List the hardware tiers, and why any of them cannot run in this installation."""
+    offered = pipeline().tiers
     table = Table(
         "tier",
         "description",
@@ -63,12 +69,12 @@ def tiers() -> None:
         "memory",
         "gpus",
         "max runtime",
-        "$/h",
+        f"{offered.currency}/h",
         "backend",
         "runs at once",
         "who",
     )
-    listed = pipeline().tiers.tiers
+    listed = offered.tiers
     for t in listed:
         name = f"{t.name} [dim](default)[/]" if t.default else t.name
         memory = format_size(t.memory_bytes) if t.memory_bytes else "—"
@@ -80,7 +86,7 @@ def tiers() -> None:
             memory,
             str(t.gpus),
             format_duration(t.runtime_seconds),
-            f"{t.cost_per_hour:g}",
+            "—" if t.cost_per_hour is None else f"{t.cost_per_hour:g}",
             backend,
             str(t.concurrency),
             term_text(t.access.describe()),

@@ -8,9 +8,10 @@ Exit status (README, "Verdicts and exit codes"):
   compare);
 - 4: interrupted or cancelled.
 
-`--json` on `run`, `compare`, `show`, `runs`, `diff` and `ci` prints one document of one shape (`CliOutput`,
-whose JSON Schema is `schemas/cli-output.schema.json` and `tierbot schema --output`): the runs, the
-comparison with its full result, where its report is, and the exit status; numbers as numbers.
+`--json` on `run`, `compare`, `show`, `runs`, `diff`, `ci`, `history` and `costs` prints one document of
+one shape (`CliOutput`, whose JSON Schema is `schemas/cli-output.schema.json` and `tierbot schema
+--output`): the runs, the comparison with its full result, where its report is, the month's costs, and
+the exit status; numbers as numbers.
 """
 
 from datetime import datetime
@@ -20,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bot.compare import Comparison
+from bot.costs import MonthCosts
 from bot.history import MetricHistory
 from bot.store import ComparisonRecord, Output, Report, Run, RunState
 
@@ -86,6 +88,12 @@ class RunDoc(BaseModel):
         "of `reused_run` (same tree, spec, environment and tier).",
     )
     reused_run: int | None = Field(None, description="The run whose outputs, exit code and log this one has.")
+    estimated_cost: float | None = Field(
+        None,
+        description="What it should cost, set when it was requested, in the tiers file's currency (`tierbot "
+        "costs --json` names it); null on a free tier.",
+    )
+    actual_cost: float | None = Field(None, description="What it cost, once it ended; 0 for a reuse.")
     outputs: list[OutputFile] | None = Field(None, description="`show` only.")
     reports: list[ReportState] | None = Field(None, description="`show` only.")
 
@@ -101,15 +109,18 @@ class ComparisonDoc(BaseModel):
 
 
 class CliOutput(BaseModel):
-    """What `tierbot run|compare|show|runs|diff|ci --json` print: one shape for all."""
+    """What `tierbot run|compare|show|runs|diff|ci|history|costs --json` print: one shape for all."""
 
     tierbot: Literal[1] = Field(1, description="The version of this shape.")
-    command: Literal["run", "compare", "show", "runs", "diff", "ci", "history"]
+    command: Literal["run", "compare", "show", "runs", "diff", "ci", "history", "costs"]
     exit_code: int = Field(description="The exit status, as the process ends with it.")
     runs: list[RunDoc] = []
     comparison: ComparisonDoc | None = None
     history: list[MetricHistory] | None = Field(
         None, description="`history` only: each metric's points on the default branch, oldest first."
+    )
+    costs: MonthCosts | None = Field(
+        None, description="`costs` only: the month's spend per budget, repository and tier."
     )
 
 
@@ -132,6 +143,8 @@ def run_doc(run: Run, reused: bool = False) -> RunDoc:
         log=run.log_path,
         reused=reused or run.reused_run_id is not None,
         reused_run=run.reused_run_id,
+        estimated_cost=run.estimated_cost,
+        actual_cost=run.actual_cost,
     )
 
 

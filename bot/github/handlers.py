@@ -2,10 +2,10 @@
 composed here, in one place."""
 
 from bot.events import Event
-from bot.github import checks, comments, pull_requests
+from bot.github import checks, comments, deployments, pull_requests
 from bot.github.router import GitHubDoor, Router
 
-ROUTERS: list[Router] = [pull_requests.router, comments.router, checks.router]
+ROUTERS: list[Router] = [pull_requests.router, comments.router, checks.router, deployments.router]
 
 
 def handles(event: str, action: str | None) -> bool:

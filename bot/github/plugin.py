@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 class StartedGitHub:
     def __init__(self, pipeline: "Pipeline"):
         from bot.github.client import GitHubApi
+        from bot.github.deployment_statuses import GitHubDeployments
         from bot.github.handlers import dispatch
         from bot.github.replies import GitHubReplies
         from bot.github.reporter import GitHubReporter
@@ -20,7 +21,11 @@ class StartedGitHub:
 
         api = GitHubApi(pipeline.settings, pipeline.redactor)
         self.door, self.dispatch = GitHubDoor(pipeline, api), dispatch
-        self.syncers = {"github": GitHubReporter(api).sync, "github_reply": GitHubReplies(api).sync}
+        self.syncers = {
+            "github": GitHubReporter(api).sync,
+            "github_reply": GitHubReplies(api).sync,
+            "github_deployment": GitHubDeployments(api).sync,
+        }
 
     def handle(self, event: Event) -> str:
         return self.dispatch(event, self.door)
@@ -32,4 +37,6 @@ def mount(front: Front) -> None:
     mount(front)
 
 
-PLUGIN = DoorPlugin(name="github", channels=("github", "github_reply"), start=StartedGitHub, mount=mount)
+PLUGIN = DoorPlugin(
+    name="github", channels=("github", "github_reply", "github_deployment"), start=StartedGitHub, mount=mount
+)

@@ -36,7 +36,8 @@ class Router:
         return decorate
 
     def handlers(self, event: str, action: str | None) -> list[Handler]:
-        return self._handlers.get((event, action), []) + self._handlers.get((event, None), [])
+        every = self._handlers.get((event, None), [])  # an event without actions (`push`) has only these
+        return every if action is None else self._handlers.get((event, action), []) + every
 
     def handles(self, event: str, action: str | None) -> bool:
         return bool(self.handlers(event, action))

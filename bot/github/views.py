@@ -12,7 +12,7 @@ from bot.render.run_states import ended_without_outputs, progress, refusal, wait
 from bot.render.templates import md_code, template
 from bot.render.view import ReportContext
 from bot.store import ComparisonRecord, Run, RunState
-from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON
+from bot.store.models import REFUSALS, REFUSED
 
 _ROOM = 1_000  # for the comment's header, banner and footer around the comparison
 CONCLUSIONS = {"pass": "success", "changed": "neutral", "fail": "failure"}
@@ -51,9 +51,9 @@ def render(name: str, **variables) -> str:
 
 def _ended_without_comparison(run: Run, comparison: ComparisonRecord | None) -> tuple[str, dict]:
     """(conclusion, the variables of state.md.j2 but the log) when there is no comparison to show."""
-    if run.phase in (REFUSED, REFUSED_NEEDS_PERSON):
+    if run.phase in REFUSALS:
         title, advice = refusal(run)
-        conclusion = "action_required" if run.phase == REFUSED_NEEDS_PERSON else "failure"
+        conclusion = "failure" if run.phase == REFUSED else "action_required"  # someone else must act
         return conclusion, {"title": title, "reason": run.reason, "advice": advice}
     if run.state != RunState.succeeded:
         conclusion = {"timed_out": "timed_out", "cancelled": "cancelled"}.get(run.state, "failure")
@@ -94,7 +94,7 @@ def check_view(
         title = f"{comparison.verdict.upper()}: " + "; ".join(result.reasons)
         return CheckView("completed", title[:200], summary, CONCLUSIONS[comparison.verdict], [RERUN])
     conclusion, shown = _ended_without_comparison(run, comparison)
-    refused = run.phase in (REFUSED, REFUSED_NEEDS_PERSON)
+    refused = run.phase in REFUSALS
     actions = [] if refused else [RERUN]  # a refused commit is refused again: the fix is a new push
     summary = _state(run, shown).encode()[:GITHUB_CHECK_SUMMARY_LIMIT].decode(errors="ignore")
     return CheckView("completed", shown["title"][:200], summary, conclusion, actions)

@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from bot.store import ComparisonRecord, Run, RunState
-from bot.store.models import REFUSED_NEEDS_PERSON
+from bot.store.models import REFUSED_NEEDS_PERSON, REFUSED_OVER_BUDGET
 from bot.units import format_duration
 
 PHASES = {
@@ -75,5 +75,11 @@ def refusal(run: Run) -> tuple[str, str]:
             f"Not started: {first}",
             f"Someone who may use tier {run.tier} can run it with `/run experiment on {run.tier}`, "
             f"or the experiment can ask for a tier you may use.",
+        )
+    if run.phase == REFUSED_OVER_BUDGET:
+        return (
+            f"Not started: {first}",
+            "Nothing runs until the budget allows it (raised, or next month): then a new push or "
+            "`/run experiment` asks again.",
         )
     return f"Not started: {first}", "Fix this and push again: this check and comment follow the new commit."

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from bot.compare import Comparison, FileChange, MetricChange
 from bot.compare.model import ImageDiff, JsonDiff, TableDiff, TextDiff
+from bot.costs import RunCost
 from bot.history import MetricRange
 from bot.render.chart import history_svg, series_svg
 from bot.render.run_states import reused_run
@@ -40,6 +41,9 @@ class ReportContext(BaseModel):
     report_url: str | None = None  # link to the full HTML report
     # Each metric's range in the last runs of the branch compared against, by `MetricRange.key_of`
     history: dict[str, MetricRange] = {}
+    # What the branch's run and the baseline (when it was not reused) cost, on priced tiers (`bot.costs`)
+    cost: RunCost | None = None
+    baseline_cost: RunCost | None = None
 
     def range_of(self, metric: MetricChange) -> MetricRange | None:
         return self.history.get(MetricRange.key_of(metric.file, metric.name))

@@ -1,10 +1,11 @@
 """The `/run` grammar, pure: text in, a command (or a helpful error) out.
 
 experiment [BRANCH] [on TIER] [vs REF] [in OWNER/REPO]
-status [RUN] · cancel RUN · tiers · use OWNER/REPO · link · help
+status [RUN] · cancel RUN · tiers · costs [YYYY-MM] · use OWNER/REPO · link · help
 """
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from bot.errors import TierbotError
@@ -12,9 +13,10 @@ from bot.request import is_owner_name
 
 USAGE = (
     "`/run experiment [BRANCH] [on TIER] [vs REF] [in OWNER/REPO]` · `/run status [RUN]` · "
-    "`/run cancel RUN` · `/run tiers` · `/run use OWNER/REPO` · `/run link` · `/run help`"
+    "`/run cancel RUN` · `/run tiers` · `/run costs [YYYY-MM]` · `/run use OWNER/REPO` · `/run link` · "
+    "`/run help`"
 )
-VERBS = ("experiment", "status", "cancel", "tiers", "use", "link", "help")
+VERBS = ("experiment", "status", "cancel", "tiers", "costs", "use", "link", "help")
 _KEYWORDS = {"on": "tier", "vs": "base", "in": "repository"}
 
 
@@ -30,6 +32,7 @@ class SlackCommand:
     base: str | None = None
     repository: str | None = None
     run_id: int | None = None
+    month: str | None = None  # `costs`: YYYY-MM; None for this month
 
 
 def parse(text: str) -> SlackCommand:
@@ -50,6 +53,12 @@ def parse(text: str) -> SlackCommand:
         if len(rest) != 1 or not is_owner_name(rest[0]):
             raise GrammarError("Write `/run use OWNER/REPO`, e.g. `/run use acme/models`.")
         return SlackCommand("use", repository=rest[0])
+    if verb == "costs":
+        if len(rest) > 1 or (rest and not re.fullmatch(r"\d{4}-\d{2}", rest[0])):
+            raise GrammarError(
+                "Write `/run costs` for this month, or `/run costs YYYY-MM`, e.g. `/run costs 2026-05`."
+            )
+        return SlackCommand("costs", month=rest[0] if rest else None)
     if verb == "status" and not rest:
         return SlackCommand("status")
     if len(rest) != 1 or not rest[0].lstrip("#").isdigit():

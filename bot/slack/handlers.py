@@ -10,19 +10,20 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from sqlalchemy import select
 
+from bot.costs import month_costs, month_of
 from bot.doors import CodeHost
 from bot.errors import TierbotError
 from bot.events import Event
 from bot.pipeline import Pipeline
 from bot.render.templates import slack_escaped
-from bot.request import RunRequest
+from bot.request import RunRequest, is_owner_name
 from bot.slack import grammar
 from bot.slack.access import READ, WRITE, SlackAccess
 from bot.slack.grammar import SlackCommand
 from bot.slack.link import start_link
 from bot.slack.reporter import post_reply
 from bot.slack.targets import MessageTarget, Person
-from bot.slack.views import home_view, log_text, no_runs_text, run_line
+from bot.slack.views import costs_text, home_view, log_text, no_runs_text, run_line
 from bot.store import Run
 from bot.store.models import SlackChannel, utcnow
 from bot.tiers import Requester, role_at_least
@@ -157,6 +158,20 @@ def cancel_own(asker: Asker, run_id: int) -> Run:
     return asker.pipeline.queue.cancel(run_id)
 
 
+def costs(command: SlackCommand, asker: Asker) -> str:
+    """A month's spend, as `tierbot costs` counts it; of the repositories (and their budgets), only those
+    the asker may read."""
+    found = month_costs(asker.pipeline.db, asker.pipeline.tiers, command.month or month_of(utcnow()))
+
+    def readable(repository: str) -> bool:
+        return is_owner_name(repository) and role_at_least(asker.access.role(repository), READ)
+
+    repositories = [spend for spend in found.repositories if readable(spend.name)]
+    budgets = [b for b in found.budgets if b.kind != "repository" or readable(b.name)]
+    shown = found.model_copy(update={"repositories": repositories, "budgets": budgets})
+    return asker.reply(costs_text(shown, hidden=len(found.repositories) - len(repositories)))
+
+
 def link(command: SlackCommand, asker: Asker) -> str:
     return start_link(asker.pipeline, asker.to)
 
@@ -224,6 +239,7 @@ COMMANDS: dict[str, Callable[[SlackCommand, Asker], str]] = {
     "experiment": experiment,
     "status": status,
     "cancel": cancel,
+    "costs": costs,
     "use": use,
     "link": link,
 }

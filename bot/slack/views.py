@@ -3,8 +3,10 @@ Pure: a run, its comparison and the time in; `{"text", "blocks"}` out, within Sl
 mrkdwn text comes from `templates/slack/run.slack.j2`, which escapes what it prints."""
 
 from datetime import datetime
+from functools import partial
 
 from bot.compare import Comparison
+from bot.costs import MonthCosts, money, run_cost
 from bot.render.run_states import ended_without_outputs, progress, ref_label, waiting_for_baseline
 from bot.render.slack import SLACK_MAX_BLOCKS, render_slack
 from bot.render.templates import template
@@ -51,7 +53,8 @@ def run_message(
     title, detail = state_text(run, comparison, now, position)
     line = (run.last_log_line or "").strip() if run.state == RunState.running else ""
     label = texts.label(run, ref_label(run.ref, run.sha), about, about_url)
-    blocks = [section(str(label)), section(str(texts.status(run, title, detail, line)))]
+    spent = run_cost(run, tiers.currency)  # estimated until it ends, then what it cost
+    blocks = [section(str(label)), section(str(texts.status(run, title, detail, line, spent)))]
     if run.run_state.terminal and run.state != RunState.succeeded and run.log_tail:
         blocks.append(section(log_text(run, "\n".join(run.log_tail.splitlines()[-TAIL_LINES:]))))
     return {"text": str(texts.fallback(run, title)), "blocks": blocks + buttons}
@@ -123,6 +126,12 @@ def run_line(run: Run, verdict: str | None = None, report_url: str | None = None
     """One line per run; with its comparison's verdict, and a link to its report when it has a web one."""
     link = report_url if report_url and report_url.startswith(("https://", "http://")) else None
     return str(_texts().run_line(run, ref_label(run.ref, run.sha), verdict, link))
+
+
+def costs_text(costs: MonthCosts, hidden: int) -> str:
+    """`/run costs`: a month's spend; `hidden` repositories were left out (the asker may not read them)."""
+    page = template("slack/costs.slack.j2", "slack")
+    return page.render(c=costs, money=partial(money, currency=costs.currency), hidden=hidden).strip()
 
 
 def no_runs_text() -> str:

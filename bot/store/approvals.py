@@ -7,7 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from bot.store.db import Database
-from bot.store.models import REFUSED, REFUSED_NEEDS_PERSON, Approval, Run
+from bot.store.models import REFUSALS, Approval, Run
 from bot.store.queue import Queue
 
 
@@ -23,7 +23,7 @@ class Approvals:
     def has_run(self, subject: str, sha: str) -> bool:
         """Whether this commit of the subject has run (a refused request did not)."""
         with self.db.session() as s:
-            refused = Run.phase.in_([REFUSED, REFUSED_NEEDS_PERSON])
+            refused = Run.phase.in_(REFUSALS)
             found = select(Run.id).where(Run.subject == subject, Run.sha == sha, ~refused)
             return s.scalars(found.limit(1)).first() is not None
 

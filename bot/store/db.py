@@ -12,6 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from bot.store.models import Base, declare_for_postgresql
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision: migration files are named NNNN_what.py and revision ids are their NNNN.
 HEAD = max(path.name[:4] for path in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
@@ -125,6 +127,7 @@ class Database:
 
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
+        declare_for_postgresql(Base.metadata)
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 

@@ -56,6 +56,16 @@ class RunState(enum.StrEnum):
 # and the doors say why; a person other than the author must act when the tier was forbidden.
 REFUSED = "refused"
 REFUSED_NEEDS_PERSON = "refused: needs a person"
+REFUSED_OVER_BUDGET = "refused: over budget"  # the budget's contact, next month or a cheaper tier
+REFUSALS = (REFUSED, REFUSED_NEEDS_PERSON, REFUSED_OVER_BUDGET)
+
+
+def refusal_phase(error: Exception) -> str:
+    """The phase that says who can act on a refused request: the requester (a new push), another person,
+    or a budget's contact."""
+    if getattr(error, "over_budget", False):
+        return REFUSED_OVER_BUDGET
+    return REFUSED_NEEDS_PERSON if getattr(error, "needs_person", False) else REFUSED
 
 
 # The runs that would execute: what the partial unique index on `cache_key` keeps to one per key.
@@ -65,6 +75,21 @@ IN_FLIGHT = "state IN ('queued', 'running') AND reused_run_id IS NULL AND truste
 # A request that must start one run ever (`RunRequest.once`) may start another once its run was cancelled
 # (a closed pull request reopened).
 ONCE_LIVE = "once IS NOT NULL AND state <> 'cancelled'"
+
+
+def partial_unique(name: str, *columns: str, where: str) -> Index:
+    """A unique index over the rows for which `where` holds. Its SQLite form is declared here; its
+    PostgreSQL form when a PostgreSQL engine is made (`bot.store.db`): naming a dialect's option loads
+    that dialect, and this module is imported by every command, most of which use SQLite."""
+    return Index(name, *columns, unique=True, sqlite_where=text(where), info={"where": where})
+
+
+def declare_for_postgresql(metadata) -> None:
+    """The PostgreSQL form of every partial index (`partial_unique`), as the migrations create them."""
+    for table in metadata.tables.values():
+        for index in table.indexes:
+            if "where" in index.info:
+                index.dialect_options["postgresql"]["where"] = text(index.info["where"])
 
 
 class Base(DeclarativeBase):
@@ -78,22 +103,10 @@ class Run(Base):
     __table_args__ = (
         Index("ix_runs_state_tier", "state", "tier"),
         Index("ix_runs_cache_key", "cache_key"),
-        # One run per key in flight, enforced where two replicas could race (`bot.reuse.join_in_flight`).
-        Index(
-            "ux_runs_key_in_flight",
-            "cache_key",
-            unique=True,
-            sqlite_where=text(IN_FLIGHT),
-            postgresql_where=text(IN_FLIGHT),
-        ),
+        # One run per key in flight, enforced where two replicas could race (`bot.reuse.enter`).
+        partial_unique("ux_runs_key_in_flight", "cache_key", where=IN_FLIGHT),
         # One run per automatic request (a pull request's commit), whatever delivery brought it.
-        Index(
-            "ux_runs_once",
-            "once",
-            unique=True,
-            sqlite_where=text(ONCE_LIVE),
-            postgresql_where=text(ONCE_LIVE),
-        ),
+        partial_unique("ux_runs_once", "once", where=ONCE_LIVE),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -122,7 +135,7 @@ class Run(Base):
     pgid: Mapped[int | None] = mapped_column(Integer)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     command_seconds: Mapped[float | None]
@@ -138,6 +151,10 @@ class Run(Base):
     # What makes an automatic request the same one again (`RunRequest.once`): a redelivered or replayed
     # pull request event finds its run here instead of starting another.
     once: Mapped[str | None] = mapped_column(String(400))
+    # In the tiers file's currency (`bot.costs`): the estimate when it was requested, what it cost once
+    # it ended (0 for a run that took another's outcome); None on a tier without a price.
+    estimated_cost: Mapped[float | None]
+    actual_cost: Mapped[float | None]
 
     outputs: Mapped[list["Output"]] = relationship(back_populates="run", cascade="all, delete-orphan")
 
@@ -328,3 +345,73 @@ class SlackLink(Base):
     slack_user: Mapped[str] = mapped_column(String(50), primary_key=True)
     github_login: Mapped[str] = mapped_column(String(100))
     linked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class DeploymentState(enum.StrEnum):
+    queued = "queued"  # recorded; the run whose artifact it deploys is still to be asked for
+    waiting = "waiting"  # for that run (the commit's own, or a reuse of one of the same tree)
+    deploying = "deploying"  # a worker takes it through its steps (`Deployment.step`)
+    live = "live"  # serving
+    retired = "retired"  # was live; a newer deployment (or a rollback) replaced it
+    failed = "failed"  # ended before the switch: the version that was live kept serving
+    refused = "refused"  # its prediction diff changed more answers than `deploy.max_changed` allows
+    skipped = "skipped"  # superseded by a newer deployment of its environment while it waited
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (DeploymentState.queued, DeploymentState.waiting, DeploymentState.deploying)
+
+
+# One deployment of an environment at a time: the lock is the database's (`bot.deploy.queue`).
+DEPLOYING = "state = 'deploying'"
+# One deploy per commit and environment, ever; a rollback redeploys a commit that was live before.
+DEPLOY_ONCE = "kind = 'deploy'"
+
+
+class Deployment(Base):
+    """A commit's model served in an environment (`bot.deploy`): a row of the deploy queue, and the
+    record of what is live where. Its steps resume from `step` when the worker taking it dies."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        Index("ix_deployments_environment", "repository", "environment", "state"),
+        partial_unique("ux_deployments_deploying", "repository", "environment", where=DEPLOYING),
+        partial_unique("ux_deployments_once", "repository", "environment", "sha", where=DEPLOY_ONCE),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    repository: Mapped[str] = mapped_column(String(500))
+    environment: Mapped[str] = mapped_column(String(100))
+    sha: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20), default="deploy")  # deploy | rollback
+    target: Mapped[str] = mapped_column(String(20))  # local | docker | sagemaker
+    state: Mapped[str] = mapped_column(String(20), default=DeploymentState.queued)
+    step: Mapped[str | None] = mapped_column(String(20))  # of a deploying one: where it resumes
+    # The run whose outputs hold the artifact (a reuse of the one that ran the same tree, usually); its
+    # report targets are the deployment's, so its Report rows show the deployment where it was asked.
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    # A rollback's: the deployment whose kept release it serves again.
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    # The deployment that was live when this one started: compared against, then replaced.
+    previous_id: Mapped[int | None] = mapped_column(ForeignKey("deployments.id"))
+    comparison_id: Mapped[int | None] = mapped_column(ForeignKey("comparisons.id", ondelete="SET NULL"))
+    url: Mapped[str | None] = mapped_column(String(1000))  # the environment's stable URL
+    instance: Mapped[dict] = mapped_column(JSON, default=dict)  # the target's handle of its version
+    artifact_hash: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str | None] = mapped_column(Text)  # what happened, for people
+    requested_by: Mapped[dict] = mapped_column(JSON, default=dict)
+    report_to: Mapped[list] = mapped_column(JSON, default=list)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[int | None] = mapped_column(Integer)  # the process taking it (`Database.me`)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def deployment_state(self) -> DeploymentState:
+        return DeploymentState(self.state)
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:7]

@@ -38,3 +38,24 @@ def test_gc_bad_options_are_usage_errors(tierbot):
     assert bad_size.returncode == 2 and "'lots' is not a size" in bad_size.stderr
     bad_age = tierbot("gc", "--older-than", "a while", "--dry-run")
     assert bad_age.returncode == 2 and "'a while' is not a duration" in bad_age.stderr
+
+
+def test_gc_keeps_the_environment_a_deployed_model_is_served_from(settings, tierbot):
+    """A model server runs in the experiment's environment (`bot.deploy`): that one stays however old."""
+    import os
+
+    from bot.store.models import Deployment
+
+    pipeline = Pipeline(settings)
+    old = (utcnow() - timedelta(days=90)).timestamp()
+    for key in ("served", "unused"):
+        env = settings.envs_dir / key
+        (env / "bin").mkdir(parents=True)
+        os.utime(env, (old, old))
+    with pipeline.db.session() as s:
+        python = str(settings.envs_dir / "served" / "bin" / "python")
+        deployed = {"repository": "acme/models", "environment": "production", "sha": "a" * 40}
+        s.add(Deployment(**deployed, target="local", instance={"python": python}))
+    done = tierbot("gc", "--older-than", "30d")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(p.name for p in settings.envs_dir.iterdir()) == ["served"]

@@ -12,8 +12,8 @@ collaborator roles, teams, tokens; see `fakegithub_state.World`), authenticates 
 token, or an App: RS256 JWT signed with `app_private_key_pem` → installation tokens that expire, or a
 GitHub Actions job's GITHUB_TOKEN with its workflow's permissions: `add_actions_token`), records
 every request in `requests`, writes its own base URL into every `url` field and `Link` header, and can
-inject failures (`fail_next`) and rate limits (`rate_limit_next`). Endpoints: `fakegithub_api` and
-`fakegithub_checks`; JSON shapes: `fakegithub_json`.
+inject failures (`fail_next`) and rate limits (`rate_limit_next`). Endpoints: `fakegithub_api`,
+`fakegithub_checks` and `fakegithub_deployments`; JSON shapes: `fakegithub_json`.
 
 What PyGithub (2.10) does that tests meet:
 - `Github()`'s default `retry` is `Github.default_retry = GithubRetry()`: urllib3 `Retry(total=10,
@@ -55,7 +55,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import fakegithub_checks, fakegithub_device  # noqa: F401  (register their endpoints)
+from . import fakegithub_checks, fakegithub_deployments, fakegithub_device  # noqa: F401  (register their endpoints)
 from .fakegithub_api import ROUTES, Call, Refusal, Reply
 from .fakegithub_git import serve_git
 from .fakegithub_state import Token, World, now

@@ -135,6 +135,16 @@ def comment_of(world: World, call: Call) -> Comment:
     return comment
 
 
+def owned(world: World, call: Call, objects: dict):
+    """The object of `objects` whose id the path names (`{id}`), if it belongs to the path's repository
+    (a `repo` attribute); otherwise 404, as GitHub."""
+    repo = repo_of(world, call)
+    found = objects.get(int(call.params["id"]))
+    if found is None or found.repo is not repo:
+        raise Refusal(404, "Not Found")
+    return found
+
+
 def require_write(call: Call, *scopes: str) -> None:
     """A token whose permissions lack every one of these (an Actions job's, as its workflow set them)."""
     if not call.token.may_write(*scopes):

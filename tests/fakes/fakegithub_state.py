@@ -162,6 +162,7 @@ class World(GitHubJSON):
         self.pulls: dict[tuple[str, int], Pull] = {}
         self.comments: dict[int, Comment] = {}
         self.check_runs: dict[int, CheckRun] = {}
+        self.deployments: dict = {}  # id → fakegithub_deployments.Deployment
         self.teams: dict[tuple[str, str], Team] = {}
         self.tokens: dict[str, Token] = {}
         self.bot = self.user(f"{app_slug}[bot]", type="Bot")  # who the App's installation tokens are

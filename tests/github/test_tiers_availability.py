@@ -25,7 +25,7 @@ tiers:
     description: one T4
     backend: sagemaker
   - name: cluster
-    backend: batch
+    backend: sagemaker
     access: {slack_users: [U0ADA], github_users: [ada]}
 """
 ADA = Requester(name="ada", slack_user="U0ADA", github_login="ada")
@@ -45,8 +45,8 @@ def marked(settings, tmp_path: Path) -> TierSet:
 
 def test_each_backend_says_whether_it_can_run_here(settings):
     assert availability(Tier(name="here"), settings) is None
-    for backend in ("sagemaker", "batch"):  # docker's own answers: tests/docker/test_docker_tiers.py
-        assert availability(Tier(name="t", backend=backend), settings) == NOT_PROVIDED.format(backend)
+    # docker's and batch's own answers: tests/docker/test_docker_tiers.py, tests/aws/
+    assert availability(Tier(name="t", backend="sagemaker"), settings) == NOT_PROVIDED.format("sagemaker")
 
 
 def test_availability_is_data_handed_to_a_copy_of_the_tiers(settings, tmp_path: Path, marked: TierSet):
@@ -55,7 +55,7 @@ def test_availability_is_data_handed_to_a_copy_of_the_tiers(settings, tmp_path: 
     assert [t.unavailable for t in marked.tiers] == [
         None,
         NOT_PROVIDED.format("sagemaker"),
-        NOT_PROVIDED.format("batch"),
+        NOT_PROVIDED.format("sagemaker"),
     ]
     assert BUILTIN.with_availability({"local": "gone"}).default.unavailable == "gone"
     assert BUILTIN.default.unavailable is None  # the shared built-in set is left alone
@@ -74,15 +74,16 @@ def test_choosing_an_unavailable_tier_is_refused_with_why(marked: TierSet):
         marked.choose("gpu-small", ANYONE)
     with pytest.raises(TierForbidden):  # whom it is for is said first: another installation won't help
         marked.choose("cluster", ANYONE)
-    with pytest.raises(TierUnavailable, match="batch is not provided"):
+    with pytest.raises(TierUnavailable, match="sagemaker is not provided"):
         marked.choose("cluster", ADA)
     assert marked.choose(None, ADA).name == "local"
 
 
 def test_an_unavailable_default_is_never_chosen_silently(settings, tmp_path: Path):
-    text = "tiers:\n  - name: gpu\n    backend: batch\n    default: true\n  - name: local\n"
+    text = "tiers:\n  - name: gpu\n    backend: sagemaker\n    default: true\n  - name: local\n"
     tiers = mark_availability(load_tiers(tiers_file(tmp_path, text)), settings)
-    with pytest.raises(TierUnavailable, match="^The default tier 'gpu' is unavailable: backend batch is not"):
+    unavailable = "^The default tier 'gpu' is unavailable: backend sagemaker is not"
+    with pytest.raises(TierUnavailable, match=unavailable):
         tiers.choose(None, ANYONE)
     assert tiers.choose("local", ANYONE).name == "local"
 
