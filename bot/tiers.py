@@ -17,7 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from bot.errors import TierbotError, TierForbidden, TierUnavailable, TierUnknown
-from bot.units import parse_duration, parse_size
+from bot.units import parse_size, positive_duration
 from bot.yamlmodel import load_model
 
 
@@ -120,10 +120,7 @@ class Tier(BaseModel):
     @field_validator("max_runtime")
     @classmethod
     def _runtime(cls, value: float | str) -> float:
-        seconds = parse_duration(value)
-        if seconds <= 0:
-            raise ValueError("max_runtime must be positive")
-        return seconds
+        return positive_duration(value, "max_runtime")
 
     @property
     def memory_bytes(self) -> int | None:

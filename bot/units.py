@@ -45,3 +45,11 @@ def format_duration(seconds: float) -> str:
         return f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def positive_duration(value: float | str, name: str) -> float:
+    """Seconds of a duration that must be more than none (a limit, a timeout); ValueError naming it."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"{name} must be positive")
+    return seconds

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bot.errors import TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
-from bot.units import parse_duration
+from bot.units import positive_duration
 from bot.yaml_errors import in_words
 
 if TYPE_CHECKING:
@@ -85,10 +85,7 @@ class BatchOptions(BaseModel):
     @field_validator("max_queue")
     @classmethod
     def _max_queue(cls, value: float | str) -> float:
-        seconds = parse_duration(value)
-        if seconds <= 0:
-            raise ValueError("max_queue must be positive")
-        return seconds
+        return positive_duration(value, "max_queue")
 
     @property
     def max_queue_seconds(self) -> float:
