@@ -37,7 +37,7 @@ from bot.compare.files import SIDE_NAMES, FileUnreadable, Pair, kind_by_name, lo
 from bot.compare.metrics import MAX_NODES, parse_document
 from bot.compare.text import mask as builtin_mask
 from bot.manifest import FileEntry, Manifest
-from bot.spec import compile_mask
+from bot.masks import compile_mask
 
 Direction = Literal["higher", "lower"]
 

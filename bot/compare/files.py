@@ -24,7 +24,8 @@ from bot.compare.model import (
     TextDiff,
 )
 from bot.manifest import FileEntry
-from bot.spec import CompareSection, MaskPattern, compile_mask
+from bot.masks import MaskPattern, compile_mask
+from bot.spec import CompareSection
 from bot.units import format_size
 
 Side = Literal["base", "head"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from bot.compare.files import NotText, Outcome, Pair, Rules, Side, decode_text, size_change
 from bot.compare.model import FileProblem, TextDiff
-from bot.spec import MaskPattern
+from bot.masks import MaskPattern
 
 MAX_TEXT_BYTES = 8 * 1024 * 1024  # above this a file is summarized by size: difflib is quadratic at worst
 MAX_DIFF_LINES = 200

@@ -12,7 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from bot.store.models import Base, declare_for_postgresql
+from bot.store.columns import declare_for_postgresql
+from bot.store.models import Base
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # The newest revision: migration files are named NNNN_what.py and revision ids are their NNNN.

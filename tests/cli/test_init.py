@@ -48,9 +48,10 @@ from bot.cli.proposal_outputs import (
     propose_outputs,
     volatile_tokens,
 )
+from bot.masks import compile_mask
 from bot.outputs import manifest_of
 from bot.render.templates import yaml_scalar
-from bot.spec import compile_mask, load_spec, parse_spec
+from bot.spec import load_spec, parse_spec
 
 from ..conftest import GitRepo, write_tree
 from ..golden import check_golden
