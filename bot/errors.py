@@ -16,6 +16,15 @@ class SpecInvalid(TierbotError):
         super().__init__(f"{file} is invalid:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+class SettingsInvalid(TierbotError):
+    """The bot's own settings (`TIERBOT_*`, the `TIERBOT_CONFIG` file) failed validation: the operator's
+    to fix; `problems` names each variable and what it must be."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("tierbot's settings are invalid:\n" + "\n".join(f"  {p}" for p in problems))
+
+
 class TierUnknown(TierbotError):
     pass
 

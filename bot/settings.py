@@ -7,13 +7,18 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+import yaml
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
+
+from bot.errors import SettingsInvalid
+from bot.yaml_errors import dotted, expected, explain
 
 _S3_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
@@ -148,15 +153,15 @@ class Settings(BaseSettings):
             bucket, _, prefix = value.removeprefix("s3://").partition("/")
             if not _S3_BUCKET.match(bucket):
                 raise ValueError(
-                    f"TIERBOT_ARTIFACT_STORE={value!r}: {bucket!r} is not an S3 bucket name (3 to 63 "
+                    f"{value!r}: {bucket!r} is not an S3 bucket name (3 to 63 "
                     "lowercase letters, digits, dots and hyphens); " + usage
                 )
             prefix = prefix.strip("/")
             return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
         if "://" in value:
-            raise ValueError(f"TIERBOT_ARTIFACT_STORE={value!r}: only s3:// URLs are stores; " + usage)
+            raise ValueError(f"{value!r}: only s3:// URLs are stores; " + usage)
         if not Path(value).is_absolute():
-            raise ValueError(f"TIERBOT_ARTIFACT_STORE={value!r} is not an absolute path; " + usage)
+            raise ValueError(f"{value!r} is not an absolute path; " + usage)
         return str(Path(value))
 
     lease_seconds: float = Field(30.0, gt=0, description="A worker that stops heartbeating loses its run.")
@@ -206,6 +211,21 @@ class Settings(BaseSettings):
     max_output_bytes: int = Field(5 * 1024**3, ge=1)
     max_log_bytes: int = Field(10 * 1024**2, ge=1024)
 
+    def __init__(self, **values) -> None:
+        """Settings from the keywords, the environment and the config file; a bad value is a
+        `SettingsInvalid` naming the variable and what it must be, never pydantic's words."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise SettingsInvalid(_problems(exc)) from None
+        except SettingsError as exc:  # a mapping or list setting whose text is not JSON
+            raise SettingsInvalid([_not_json(str(exc))]) from None
+        except (OSError, yaml.YAMLError) as exc:
+            problem = " ".join(str(exc).split())  # YAML's is on several lines
+            raise SettingsInvalid(
+                [f"TIERBOT_CONFIG: {os.environ.get('TIERBOT_CONFIG')}: {problem}"]
+            ) from None
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -218,6 +238,8 @@ class Settings(BaseSettings):
         sources = [init_settings, env_settings]
         config = os.environ.get("TIERBOT_CONFIG")
         if config:
+            if not Path(config).is_file():  # pydantic-settings would read a mistyped path as empty
+                raise FileNotFoundError(f"no such file (from {Path.cwd()})")
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
 
@@ -288,3 +310,33 @@ class Settings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
+
+
+def _source(field: str) -> str:
+    """Where a setting was read: its environment variable, else the `TIERBOT_CONFIG` file's key."""
+    if field not in Settings.model_fields:
+        return field  # an alias is its variable's name (AWS_ACCESS_KEY_ID)
+    variable = f"TIERBOT_{field.upper()}"
+    config = os.environ.get("TIERBOT_CONFIG")
+    return f"{field} in {config}" if config and variable not in os.environ else variable
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    errors = exc.errors(include_url=False)
+    values = {err["loc"][0]: err.get("input") for err in errors if err["loc"]}
+    explained = explain(Settings, values, None, errors)
+    return list(dict.fromkeys(f"{_place(path)}: {message}" for path, message in explained if path))
+
+
+def _place(path: tuple) -> str:
+    within = f" ({dotted(path[1:])})" if len(path) > 1 else ""  # a mapping's key: `owner/repo`
+    return _source(str(path[0])) + within
+
+
+def _not_json(error: str) -> str:
+    """pydantic-settings reads a mapping or list setting as JSON and names the field it failed on."""
+    field = re.search(r'field "(\w+)"', error)
+    if field is None:
+        return error
+    name = field.group(1)
+    return f"{_source(name)}: must be {expected(Settings.model_fields[name].annotation)} written in JSON"

@@ -101,7 +101,7 @@ def _message(place: _Place, err: Any, data: Any, node: yaml.Node | None) -> str:
         return err["msg"]  # pydantic's words, for errors that these models cannot make today
     examples = place.field.examples if place.field else None
     such = f" (examples: {', '.join(map(repr, examples))})" if examples else ""
-    return f"must be {_expected(place.expects)}{such}, not {got}{_hint(place.expects, value, node)}"
+    return f"must be {expected(place.expects)}{such}, not {got}{_hint(place.expects, value, node)}"
 
 
 _BOUNDS = {
@@ -160,11 +160,11 @@ def _hint(expects: Any, value: Any, node: yaml.Node | None) -> str:
     return ""
 
 
-def _expected(expects: Any) -> str:
+def expected(expects: Any) -> str:
     """What `expects` accepts, in a YAML writer's words."""
     members = _members(expects)
     if len(members) > 1:
-        return _listing(list(dict.fromkeys(_expected(m) for m in members)), "or")
+        return _listing(list(dict.fromkeys(expected(m) for m in members)), "or")
     expects = members[0]
     origin = get_origin(expects) or expects
     if origin is Literal:

@@ -10,11 +10,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 from sqlalchemy import update
 
 from bot.artifacts import ArtifactUnavailable, describe, refuse_host_local
 from bot.cli.server import start_summary
+from bot.errors import SettingsInvalid
 from bot.pipeline import Pipeline, Submission
 from bot.request import RunRequest
 from bot.server import create_app
@@ -202,9 +203,9 @@ def test_gc_removes_outputs_logs_and_reports_from_s3(settings, simple_repo, s3_b
     ],
 )
 def test_a_bad_store_setting_is_refused_clearly(settings, given, why):
-    with pytest.raises(ValidationError, match=why) as refused:
+    with pytest.raises(SettingsInvalid, match=why) as refused:
         Settings(data_dir=settings.data_dir, artifact_store=given)
-    assert "TIERBOT_ARTIFACT_STORE" in str(refused.value)
+    assert f"TIERBOT_ARTIFACT_STORE: {given!r}" in str(refused.value)
 
 
 def test_the_start_up_summary_names_the_store(settings):
