@@ -1,5 +1,9 @@
 """Metric files (JSON, YAML, TOML): every numeric leaf, main against the branch, judged by the spec's rules.
 
+A long list of numbers (a loss per epoch) is a series: its chart shows it (`bot.compare.series`) and the
+table only its last value, as `loss[-1]`, which `loss`'s rule judges; a short one (a score per class) is
+listed element by element.
+
 A rule knows which way is better (`direction`) and how much worse is too much (`max_regression`, absolute
 or relative to main's value). A guarded metric that disappears from the branch fails too: otherwise
 deleting a metric would be the easiest way to pass the check.
@@ -7,6 +11,7 @@ deleting a metric would be the easiest way to pass the check.
 
 import json
 import math
+import re
 import tomllib
 from pathlib import PurePosixPath
 
@@ -20,6 +25,11 @@ from bot.spec import MetricRule, parse_threshold
 
 MAX_METRICS_BYTES = 16 * 1024 * 1024
 MAX_NODES = 100_000  # YAML aliases can make a small file an enormous tree; stop walking long before that
+LISTED_ELEMENTS = 10  # a longer list of numbers is a series: one row, its last value
+LAST = "[-1]"  # a series' row: `loss[-1]`
+_ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")  # a flattened name of a list's number: `loss[3]`
+
+Number = int | float
 
 
 class MetricsUnparseable(Exception):
@@ -63,6 +73,35 @@ def flatten(document: object) -> dict[str, int | float]:
             continue
         stack.extend(reversed(children))
     return found
+
+
+def lists_in(metrics: dict[str, Number]) -> dict[str, tuple[list[Number], list[Number]]]:
+    """The lists of numbers among flattened metrics, by name: positions and values, in document order."""
+    found: dict[str, tuple[list[Number], list[Number]]] = {}
+    for name, value in metrics.items():
+        element = _ELEMENT.match(name)
+        if element is not None:
+            xs, ys = found.setdefault(element.group(1) or "(list)", ([], []))
+            xs.append(int(element.group(2)))
+            ys.append(value)
+    return {name: points for name, points in found.items() if len(points[1]) >= 2}
+
+
+def _listed(metrics: dict[str, Number], series: set[str]) -> dict[str, Number]:
+    """The rows of a table: every number, but of each of `series` only its last value."""
+    rows = {}
+    for name, value in metrics.items():
+        element = _ELEMENT.match(name)
+        if element is None or (element.group(1) or "(list)") not in series:
+            rows[name] = value
+    found = lists_in(metrics)
+    rows.update({name + LAST: found[name][1][-1] for name in series if name in found})
+    return rows
+
+
+def _natural(name: str) -> tuple:
+    """`loss[2]` before `loss[10]`: the digits in a name compared as numbers."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def load_metrics(pair: Pair, side: Side) -> dict[str, int | float]:
@@ -197,6 +236,11 @@ def _unparseable(pair: Pair, errors: list[MetricsUnparseable], guarded: bool, ru
     return Outcome("metrics", f"unreadable; {size_change(pair)}", problems=problems)
 
 
+def _rule(rules: dict[str, MetricRule], name: str) -> MetricRule | None:
+    """A metric's rule; a series' last value is judged by the series' rule (`loss` for `loss[-1]`)."""
+    return rules.get(name) or (rules.get(name.removesuffix(LAST)) if name.endswith(LAST) else None)
+
+
 def compare_metrics(pair: Pair, rules: Rules) -> Outcome:
     """Every metric of a changed, added or removed metrics file, judged by the spec's rules for it."""
     listed = rules.spec.metric_file(pair.path)
@@ -211,10 +255,16 @@ def compare_metrics(pair: Pair, rules: Rules) -> Outcome:
     guarded = any(rule.max_regression is not None for rule in metric_rules.values())
     if errors:
         return _unparseable(pair, errors, guarded, rules)
-    base, head = parsed.get("base", {}), parsed.get("head", {})
+    series = {
+        name
+        for found in parsed.values()
+        for name, (_, ys) in lists_in(found).items()
+        if len(ys) > LISTED_ELEMENTS
+    }
+    base, head = (_listed(parsed.get(side, {}), series) for side in ("base", "head"))
     changes = [
-        compare_values(pair.path, name, base.get(name), head.get(name), metric_rules.get(name))
-        for name in sorted(base.keys() | head.keys())
+        compare_values(pair.path, name, base.get(name), head.get(name), _rule(metric_rules, name))
+        for name in sorted(base.keys() | head.keys(), key=_natural)
     ]
     outcome = Outcome("metrics", _summary(pair, changes), metrics=changes)
     outcome.problems = [
@@ -224,7 +274,7 @@ def compare_metrics(pair: Pair, rules: Rules) -> Outcome:
             f"has no numeric value by that name on either side",
         )
         for name in sorted(metric_rules)
-        if name not in base and name not in head
+        if not {name, name + LAST} & (base.keys() | head.keys())
     ]
     if pair.base is not None and pair.head is not None and not any(m.change != "same" for m in changes):
         text = _as_text(pair, rules)  # nothing numeric moved: show what else did

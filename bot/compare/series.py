@@ -19,12 +19,11 @@ report, and has no series here.
 import csv
 import io
 import math
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from bot.compare.files import SIDE_NAMES, FileUnreadable, Pair, Side, kind_by_name
-from bot.compare.metrics import MetricsUnparseable, load_metrics
+from bot.compare.metrics import MetricsUnparseable, Number, lists_in, load_metrics
 from bot.compare.model import FileProblem, MetricSeries, SeriesSide
 from bot.manifest import FileEntry, Manifest
 from bot.spec import CompareSection, PlotFile
@@ -32,9 +31,6 @@ from bot.spec import CompareSection, PlotFile
 MAX_SERIES = 40  # charts in one report; the first ones by file and name
 MAX_PLOT_BYTES = 64 * 1024 * 1024  # a table of steps read whole; far beyond a million rows of a few columns
 BUCKETS = 200  # a stored side keeps at most two points a bucket: its lowest and its highest
-_ELEMENT = re.compile(r"^(.*)\[(\d+)\]$")  # a flattened name of a list's number: `loss[3]`
-
-Number = int | float
 
 
 def decimate(xs: Sequence[Number], ys: Sequence[Number], buckets: int = BUCKETS) -> tuple[list, list]:
@@ -58,18 +54,6 @@ def side_of(xs: list[Number], ys: list[Number]) -> SeriesSide:
     drawable = [(x, y) for x, y in zip(xs, ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
     thin_x, thin_y = decimate([x for x, _ in drawable], [y for _, y in drawable])
     return SeriesSide(x=thin_x, y=thin_y, points=len(ys), last=ys[-1] if ys else None)
-
-
-def lists_in(metrics: dict[str, Number]) -> dict[str, tuple[list[Number], list[Number]]]:
-    """The lists of numbers among flattened metrics, by name: positions and values, in document order."""
-    found: dict[str, tuple[list[Number], list[Number]]] = {}
-    for name, value in metrics.items():
-        element = _ELEMENT.match(name)
-        if element is not None:
-            xs, ys = found.setdefault(element.group(1) or "(list)", ([], []))
-            xs.append(int(element.group(2)))
-            ys.append(value)
-    return {name: points for name, points in found.items() if len(points[1]) >= 2}
 
 
 def _metrics_series(pair: Pair) -> list[MetricSeries]:

@@ -78,6 +78,17 @@ def test_failing_metric_exits_1_and_says_fail(tmp_path):
     assert "Traceback" not in stderr_of(done)
 
 
+def test_numbers_are_printed_whole_however_long(tmp_path):
+    old = write(tmp_path / "old", {"metrics.json": '{"x": 0.09090909, "big": 123456789012.5}'})
+    new = write(tmp_path / "new", {"metrics.json": '{"x": 0.1, "big": -1234567890123.25}'})
+    done = tierbot_diff(old, new, cwd=tmp_path)
+    lines = [line.split() for line in done.stdout.splitlines() if line[:3] in ("  x", "  b")]
+    rows = {words[0]: words[1:4] for words in lines}
+    assert rows["x"] == ["0.0909091", "0.1", "+0.00909091"]
+    assert rows["big"] == ["1.23457e+11", "-1.23457e+12", "-1.35802e+12"]
+    assert "…" not in done.stdout
+
+
 def test_passing_within_threshold_exits_0(tmp_path):
     old, new = outputs(tmp_path, accuracy_head=0.895)
     done = tierbot_diff(old, new, "-c", tmp_path / "tierbot.yaml", cwd=tmp_path)

@@ -211,6 +211,42 @@ def test_nested_metrics_are_flattened_and_bools_and_strings_skipped(tmp_path):
     assert comparison.file("metrics.json").summary == "1 metric changed"
 
 
+def test_a_long_list_is_one_row_its_last_value_judged_by_the_lists_rule(tmp_path):
+    epochs = 40
+    base = {"loss": [1 / (i + 1) for i in range(epochs)], "per_class": [0.7, 0.8, 0.9]}
+    head = {"loss": [1.2 / (i + 1) for i in range(epochs - 5)], "per_class": [0.7, 0.8, 0.95]}
+    comparison = compare(
+        tmp_path,
+        {"metrics.json": json.dumps(base)},
+        {"metrics.json": json.dumps(head)},
+        metrics_spec({"loss": {"direction": "lower", "max_regression": "10%"}}),
+    )
+    listed = ["loss[-1]", "per_class[0]", "per_class[1]", "per_class[2]"]
+    assert [m.name for m in comparison.metrics] == listed
+    last = metric(comparison, "loss[-1]")
+    assert (last.base, last.head) == (1 / epochs, 1.2 / (epochs - 5))
+    assert (last.assessment, last.failed) == ("worse", True)
+    assert not comparison.problems  # `loss`'s rule found its metric
+    assert [s.name for s in comparison.series] == ["loss", "per_class"]  # the curve is drawn whole
+
+
+def test_a_list_long_on_one_side_only_is_one_row_on_both(tmp_path):
+    comparison = compare(
+        tmp_path,
+        {"metrics.json": json.dumps({"loss": [0.5, 0.4]})},
+        {"metrics.json": json.dumps({"loss": [0.5 - i / 100 for i in range(12)]})},
+    )
+    assert [m.name for m in comparison.metrics] == ["loss[-1]"]
+    assert (metric(comparison, "loss[-1]").base, metric(comparison, "loss[-1]").head) == (0.4, 0.39)
+
+
+def test_listed_elements_are_in_their_order(tmp_path):
+    base, head = {"f1": [0.5] * 10, "a2": 1, "a10": 1}, {"f1": [0.6] * 10, "a2": 2, "a10": 2}
+    comparison = compare(tmp_path, {"metrics.json": json.dumps(base)}, {"metrics.json": json.dumps(head)})
+    names = [m.name for m in comparison.metrics]
+    assert names == ["a2", "a10", *(f"f1[{i}]" for i in range(10))]
+
+
 def test_yaml_and_toml_metrics(tmp_path):
     comparison = compare(
         tmp_path,
