@@ -148,8 +148,6 @@ def _hint(expects: Any, value: Any, node: yaml.Node | None) -> str:
     """What to write instead, when the mistake is a usual one."""
     written = node.value if isinstance(node, yaml.ScalarNode) else None
     if isinstance(written, str) and isinstance(value, bool | int | float) and str in _members(expects):
-        if isinstance(value, bool) and written.lower() not in ("true", "false"):
-            return f" (YAML reads {written} as {_describe(value, None)}: write '{written}' in quotes)"
         return f" (write '{written}' in quotes)"
     if get_origin(expects) is Literal and isinstance(value, str):
         close = _closest(value, [str(choice) for choice in get_args(expects)])

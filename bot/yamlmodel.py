@@ -13,6 +13,7 @@ values to whatever walks them (validation, the spec's fingerprint; benchmarks/bo
 nesting overflows PyYAML's recursive composer.
 """
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn, TypeVar
@@ -30,7 +31,40 @@ MAX_YAML_BYTES = 256 * 1024  # a tierbot.yaml is a few KiB, a tiers file a few d
 MAX_YAML_DEPTH = 64  # nested collections; a real spec nests about 5 deep
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class CoreLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading plain scalars as YAML 1.2's core schema does, as the tools that write
+    metrics and params files do (DVC, ruamel, Go's yaml.v3): `1e-3` is a number, `yes`, `on` and `no`
+    are words, `017` is seventeen and `12:30` is not 750. PyYAML follows YAML 1.1 on all of them."""
+
+
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{kind}" for kind in ("bool", "int", "float"))
+CoreLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+CoreLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+CoreLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789")
+)
+CoreLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _core_int(loader: CoreLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
+CoreLoader.add_constructor(_INT, _core_int)
+
+
+class _BoundedLoader(CoreLoader):
     """PyYAML's safe loader, refusing aliases and deep nesting as it composes: before any value exists."""
 
     def __init__(self, text: str, filename: str):

@@ -22,6 +22,7 @@ from bot.compare.model import FileProblem, MetricChange, MetricMove
 from bot.compare.numbers import denoise, format_number
 from bot.compare.text import compare_text
 from bot.spec import MetricRule, parse_threshold
+from bot.yamlmodel import CoreLoader
 
 MAX_METRICS_BYTES = 16 * 1024 * 1024
 MAX_NODES = 100_000  # YAML aliases can make a small file an enormous tree; stop walking long before that
@@ -42,7 +43,7 @@ class MetricsUnparseable(Exception):
 
 
 def parse_document(text: str, path: str) -> object:
-    """By extension: JSON, TOML, else YAML (which also reads JSON)."""
+    """By extension: JSON, TOML, else YAML 1.2 (which also reads JSON)."""
     suffix = PurePosixPath(path).suffix.lower()
     if not text.strip():
         raise ValueError("the file is empty")
@@ -50,7 +51,7 @@ def parse_document(text: str, path: str) -> object:
         return json.loads(text)
     if suffix == ".toml":
         return tomllib.loads(text)
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=CoreLoader)  # noqa: S506 (a safe loader)
 
 
 def flatten(document: object) -> dict[str, int | float]:

@@ -262,6 +262,17 @@ def test_yaml_and_toml_metrics(tmp_path):
     assert comparison.verdict == "fail"
 
 
+def test_yaml_metrics_are_read_as_yaml_1_2(tmp_path):
+    """`1e-3` is a number (PyYAML alone reads it as text, so the metric would vanish); `yes` is a word."""
+    comparison = compare(
+        tmp_path,
+        {"metrics.yaml": "lr: 1e-3\nloss: 2.5E-2\nconverged: yes\n"},
+        {"metrics.yaml": "lr: 1e-4\nloss: 2.0E-2\nconverged: no\n"},
+    )
+    read = [(m.name, m.base, m.head) for m in comparison.metrics]
+    assert read == [("loss", 0.025, 0.02), ("lr", 1e-3, 1e-4)]
+
+
 def test_metrics_of_added_and_removed_files(tmp_path):
     comparison = compare(tmp_path, {"old_metrics.json": '{"a": 1, "b": 2}'}, {"new_metrics.yml": "c: 3\n"})
     assert comparison.file("old_metrics.json").summary == "removed, had 2 metrics"

@@ -91,6 +91,11 @@ def test_json_toml_and_yaml_read_alike(name, text):
     assert flat["flag"] is False
 
 
+def test_yaml_params_are_read_as_written_by_yaml_1_2():
+    flat = parse_params("shuffle: yes\nmode: on\nlr: 1e-3\nseed: 017\nat: 12:30\n", "params.yaml")
+    assert flat == {"shuffle": "yes", "mode": "on", "lr": 0.001, "seed": 17, "at": "12:30"}
+
+
 def test_values_json_cannot_hold_become_text_and_nan_equals_nan():
     flat = parse_params("when = 1979-05-27T07:32:00Z\nday = 1979-05-27\nloss = nan\nbig = inf\n", "p.toml")
     assert flat == {

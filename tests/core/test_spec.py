@@ -88,10 +88,7 @@ TABLE = "run: {command: go}\ncompare:\n  tables:\n    - file: p.csv\n      "
         ("run:\n  - command: go\n", "1: run: must be a mapping with command and outputs, not a list"),
         ("run: {command: }\n", "1: run.command: must be text, not empty"),
         ("run: {command: 3}\n", "1: run.command: must be text, not 3 (write '3' in quotes)"),
-        (
-            "run: {command: go}\ntier: yes\n",
-            "2: tier: must be text, not true (YAML reads yes as true: write 'yes' in quotes)",
-        ),
+        ("run: {command: go}\ntier: true\n", "2: tier: must be text, not true (write 'true' in quotes)"),
         ("version: 2\nrun: {command: go}\n", "1: version: must be 1, not 2"),
         (
             "name: my exp\nrun: {command: go}\n",
@@ -388,3 +385,13 @@ def test_missing_tiers_file_is_a_clear_error(tmp_path: Path):
 def test_builtin_local_tier():
     assert BUILTIN.default.name == "local"
     assert load_tiers(None) is BUILTIN
+
+
+def test_yaml_is_read_as_yaml_1_2_core():
+    """`yes` and `on` are words, `1e-3` a number, `017` seventeen, as the tools writing these files mean."""
+    spec = parse_spec(
+        "run: {command: go}\ntier: yes\ncompare:\n  metrics:\n    - file: m.yaml\n      metrics:\n"
+        "        loss: {direction: lower, max_regression: 1e-3}\n"
+    )
+    assert spec.tier == "yes"
+    assert spec.compare.metrics[0].metrics["loss"].max_regression == 0.001
