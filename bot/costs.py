@@ -1,7 +1,8 @@
 """Money: what a run should cost before it starts, what it cost once it ended, and the monthly budgets
 that refuse a request before it spends what is left.
 
-Prices are the tiers file's (`Tier.cost_per_hour`, in `TierSet.currency`); a tier without one is free,
+Prices are the tiers file's (`Tier.hourly_cost`: the tier's `cost_per_hour`, or the price of its
+instance type when it gives one per type; in `TierSet.currency`); a tier without one is free,
 shows no cost and counts toward no budget. A run's estimate is the median wall time of the last
 `RECENT` runs of its experiment (same repository and name) that succeeded on its tier by running, else
 the tier's `max_runtime`, times the price: set when it is requested (`charge`, from the pipeline's
@@ -86,13 +87,14 @@ def baseline_cost(comparison: ComparisonRecord, currency: str) -> RunCost | None
 
 def price(tier: Tier, seconds: float) -> float | None:
     """What `seconds` on the tier cost; None on a free tier."""
-    return None if tier.cost_per_hour is None else max(seconds, 0.0) / 3600 * tier.cost_per_hour
+    hourly = tier.hourly_cost
+    return None if hourly is None else max(seconds, 0.0) / 3600 * hourly
 
 
 def estimate(s: Session, run: Run, tier: Tier) -> float | None:
     """What the run should cost: the median wall time of its experiment's last successful runs on the
     tier (that really ran: a reuse took no time), else the tier's max_runtime, at the tier's price."""
-    if tier.cost_per_hour is None:
+    if tier.hourly_cost is None:
         return None
     query = (
         select(Run.started_at, Run.finished_at)
@@ -186,7 +188,7 @@ def charge(s: Session, tiers: TierSet, runs: Iterable[Run | None]) -> None:
     new = [run for run in runs if run is not None and run.estimated_cost is None and run.actual_cost is None]
     for run in new:
         tier = tiers.get(run.tier)
-        if tier.cost_per_hour is None:
+        if tier.hourly_cost is None:
             continue
         if run.reused_run_id is not None:  # took or will take another run's outcome: runs nothing
             run.estimated_cost = 0.0

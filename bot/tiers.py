@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -44,7 +44,8 @@ def role_at_least(role: str | None, minimum: str) -> bool:
 
 
 class Access(BaseModel):
-    """Who may use a tier. All lists empty means everyone may."""
+    """Who may use a tier (or deploy to an environment: `TierSet.deploy_access`). All lists empty means
+    everyone may."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,8 +95,10 @@ class Tier(BaseModel):
     memory: int | str | None = Field(None, description="Memory limit, e.g. 4GiB; unlimited when unset.")
     gpus: int = Field(0, ge=0)
     max_runtime: float | str = Field("1h", validate_default=True, description="Wall-clock limit, e.g. 30m.")
-    cost_per_hour: float | None = Field(
-        None, description="What an hour of a run costs, in the tiers file's currency; unset: free."
+    cost_per_hour: float | dict[str, float] | None = Field(
+        None,
+        description="What an hour of a run costs, in the tiers file's currency, or a price per instance type "
+        "(`{ml.g5.xlarge: 1.41}`) for a tier whose backend_options pick one (instance_type); unset: free.",
     )
     backend: Literal["local", "docker", "sagemaker", "batch"] = "local"
     backend_options: dict = Field(default_factory=dict, description="instance_type, spot, host, ...")
@@ -112,10 +115,38 @@ class Tier(BaseModel):
 
     @field_validator("cost_per_hour")
     @classmethod
-    def _price(cls, value: float | None) -> float | None:
-        if value is not None and value <= 0:
-            raise ValueError(f"must be more than 0, not {value:g} (leave it out on a free tier)")
+    def _price(cls, value: float | dict[str, float] | None) -> float | dict[str, float] | None:
+        prices = value if isinstance(value, dict) else {"": value} if value is not None else {}
+        for kind, price in prices.items():
+            if price <= 0:
+                which = f" for {kind}" if kind else ""
+                raise ValueError(f"must be more than 0{which}, not {price:g} (leave it out on a free tier)")
         return value
+
+    @model_validator(mode="after")
+    def _priced_instance_type(self) -> "Tier":
+        """A price per instance type needs the tier's instance type among them: said when the file loads."""
+        if isinstance(self.cost_per_hour, dict):
+            kind = self.backend_options.get("instance_type")
+            priced = ", ".join(sorted(self.cost_per_hour)) or "none"
+            if kind is None:
+                raise ValueError(
+                    f"tier {self.name!r}: cost_per_hour gives prices per instance type ({priced}), but "
+                    "backend_options names no instance_type: give one price (cost_per_hour: 1.2)"
+                )
+            if kind not in self.cost_per_hour:
+                raise ValueError(
+                    f"tier {self.name!r}: cost_per_hour has no price for its instance type {kind} "
+                    f"(backend_options.instance_type); priced: {priced}"
+                )
+        return self
+
+    @property
+    def hourly_cost(self) -> float | None:
+        """What an hour on this tier costs: its price, or its instance type's; None on a free tier."""
+        if isinstance(self.cost_per_hour, dict):
+            return self.cost_per_hour[self.backend_options["instance_type"]]
+        return self.cost_per_hour
 
     @field_validator("max_runtime")
     @classmethod
@@ -203,6 +234,19 @@ class TierSet(BaseModel):
     tiers: list[Tier] = Field(min_length=1)
     currency: str = Field("USD", description="The ISO 4217 code of every price and budget here.")
     budgets: list[Budget] = Field(default_factory=list)
+    deploy_access: dict[str, Access] = Field(
+        default_factory=dict,
+        description="Who may deploy to and roll back each environment (`deploy.environment`, e.g. "
+        "production), from Slack: those it names, who must also have write access to the repository. An "
+        "environment not listed here: anyone with write access to the repository (who may run its "
+        "experiments) may.",
+    )
+    deploy_targets: dict[str, dict[str, dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Where each environment's deployments run, by target: `production: {sagemaker: "
+        "{region, role_arn, image, instance_type, ...}}` (bot.deploy.sagemaker_options; checked when a "
+        "deployment needs them). Deploy roles stay here, never in a repository or a run.",
+    )
 
     @field_validator("currency")
     @classmethod
@@ -241,15 +285,23 @@ class TierSet(BaseModel):
         return [t.name for t in self.tiers]
 
     def github_teams(self) -> set[str]:
-        """Every team any tier or budget names: whose membership a GitHub requester is checked for."""
+        """Every team a tier, budget or `deploy_access` names: whose membership a GitHub requester is
+        checked for."""
         budgets = {b.github_team for b in self.budgets if b.github_team is not None}
-        return {team for tier in self.tiers for team in tier.access.github_teams} | budgets
+        deployers = {team for access in self.deploy_access.values() for team in access.github_teams}
+        return {team for tier in self.tiers for team in tier.access.github_teams} | budgets | deployers
 
     def slack_groups(self) -> set[str]:
-        """Every Slack user group any tier or budget names: whose membership a Slack requester is checked
-        for."""
+        """Every Slack user group a tier, budget or `deploy_access` names: whose membership a Slack
+        requester is checked for."""
         budgets = {b.slack_group for b in self.budgets if b.slack_group is not None}
-        return {group for tier in self.tiers for group in tier.access.slack_groups} | budgets
+        deployers = {group for access in self.deploy_access.values() for group in access.slack_groups}
+        return {group for tier in self.tiers for group in tier.access.slack_groups} | budgets | deployers
+
+    def deployers(self, environment: str) -> Access:
+        """Who may deploy to the environment, beside write access to the repository (everyone with it,
+        when `deploy_access` does not name the environment)."""
+        return self.deploy_access.get(environment, Access())
 
     def with_availability(self, reasons: Mapping[str, str | None]) -> "TierSet":
         """A copy whose tiers carry why they cannot run here: reasons by tier name, None or absent when

@@ -2,11 +2,12 @@
 
 A worker hands a backend a `Job` (a checked-out workdir, a command, a tier) and a `Watcher` (the queue's
 ears: phase changes, log lines, the process group, cancellation) and gets an `Outcome` back. Backends
-never touch the database or the comparison; `docker` and `batch` sit beside `local` (and SageMaker will)
+never touch the database or the comparison; `docker`, `batch` and `sagemaker` sit beside `local`
 as rows of `PROVIDED`, which also answers, before anything is queued, whether a tier can run here (and
 whether it can run untrusted code here).
 """
 
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,31 +132,33 @@ def _docker_untrusted(tier: Tier, settings: Settings) -> str | None:
     return untrusted(tier, settings)
 
 
-def _batch_missing(tier: Tier, settings: Settings) -> str | None:
-    # The options module imports boto3 lazily: without the `aws` extra, batch tiers are unavailable.
-    from bot.backends.batch_options import missing
+def _aws(options: str, backend: str, reaper: str, service: str) -> Provided:
+    """An AWS backend, every module imported when first used: its options module imports boto3 lazily,
+    so without the `aws` extra its tiers are unavailable (and no reaper has anything to do). `backend`
+    and `reaper` are `module:name`."""
 
-    return missing(tier, settings)
+    def load(where: str):
+        module, _, name = where.partition(":")
+        return getattr(importlib.import_module(module), name)
 
+    def reap(tiers: list[Tier], settings: Settings, is_running: IsRunning) -> dict[str, object]:
+        try:
+            reap_all = load(reaper)
+        except ImportError:  # no boto3: no such tier ever ran here
+            return {}
+        return reap_all(tiers, settings, is_running)
 
-def _batch(settings: Settings) -> Backend:
-    from bot.backends.batch import BatchBackend
+    def untrusted(tier: Tier, _settings: Settings) -> str:
+        from bot.aws_options import untrusted
 
-    return BatchBackend(settings)
+        return untrusted(tier, service)
 
-
-def _batch_untrusted(tier: Tier, settings: Settings) -> str | None:
-    from bot.backends.batch_options import untrusted
-
-    return untrusted(tier, settings)
-
-
-def _batch_reap(tiers: list[Tier], settings: Settings, is_running: IsRunning) -> dict[str, object]:
-    try:
-        from bot.backends.batch_reaper import reap_batch
-    except ImportError:  # no boto3: no batch tier ever ran here
-        return {}
-    return reap_batch(tiers, settings, is_running)
+    return Provided(
+        missing=lambda tier, settings: load(f"{options}:missing")(tier, settings),
+        build=lambda settings: load(backend)(settings),
+        untrusted=untrusted,
+        reap=reap,
+    )
 
 
 PROVIDED: dict[str, Provided] = {
@@ -163,16 +166,24 @@ PROVIDED: dict[str, Provided] = {
     "docker": Provided(
         missing=_docker_missing, build=_docker, untrusted=_docker_untrusted, reap=_docker_reap
     ),
-    "batch": Provided(missing=_batch_missing, build=_batch, untrusted=_batch_untrusted, reap=_batch_reap),
+    "batch": _aws(
+        "bot.backends.batch_options",
+        "bot.backends.batch:BatchBackend",
+        "bot.backends.batch_reaper:reap_batch",
+        "AWS Batch",
+    ),
+    "sagemaker": _aws(
+        "bot.backends.sagemaker_options",
+        "bot.backends.sagemaker:SageMakerBackend",
+        "bot.backends.sagemaker_reaper:reap_sagemaker",
+        "SageMaker",
+    ),
 }
 
 
 def availability(tier: Tier, settings: Settings) -> str | None:
     """Why this installation cannot run the tier, or None when it can."""
-    provided = PROVIDED.get(tier.backend)
-    if provided is None:
-        return f"backend {tier.backend} is not provided by this installation yet"
-    return provided.missing(tier, settings)
+    return PROVIDED[tier.backend].missing(tier, settings)
 
 
 def untrusted_refusal(tier: Tier, settings: Settings) -> str | None:

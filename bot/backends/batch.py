@@ -4,10 +4,11 @@ its code and outputs through the artifact store's bucket (`bot.backends.remote`)
 One run is one job, named after the instance and the run (`tierbot-<instance>-run-<id>`; a new attempt
 of the run first stops the job an earlier one left) and tagged with both (`tierbot:run`,
 `tierbot:instance`) for the reaper (`bot.backends.batch_reaper`). Its image is the tier's `image`, or the
-repository's Dockerfile built by the docker backend (`bot.backends.docker_image`) on the bot's engine, or
-whatever the tier's own job definition names. Its command is always tierbot's entrypoint, which fetches
-the code, runs `run.command` with the run's variables and sends the outputs back; vCPUs, memory and GPUs
-are the tier's, as overrides, whatever the job definition says.
+repository's Dockerfile built by the docker backend (`bot.backends.docker_image`) on the bot's engine and
+pushed to the tier's ECR repository (`bot.backends.ecr`), or whatever the tier's own job definition
+names. Its command is always tierbot's entrypoint, which fetches the code, runs `run.command` with the
+run's variables and sends the outputs back; vCPUs, memory and GPUs are the tier's, as overrides, whatever
+the job definition says.
 
 Deadlines are Batch's and ours: the job's timeout is the tier's max_runtime, and tierbot stops it itself
 (TerminateJob) a minute after that, or when the run is cancelled, or when it waited for hardware longer
@@ -16,6 +17,7 @@ than `max_queue`. State and log come from `bot.backends.batch_status`, polled wi
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -23,22 +25,31 @@ from typing import Literal
 from botocore.client import BaseClient
 from botocore.exceptions import BotoCoreError, ClientError
 
+from bot.aws_options import client
 from bot.backends import Job, Outcome, OutcomeState, Watcher
 from bot.backends.batch_options import (
+    SERVICE,
     BatchOptions,
     BatchOptionsInvalid,
-    client,
     options_of,
     resources,
-    short,
     timeout,
-    untrusted,
 )
 from bot.backends.batch_status import TERMINAL, LogTail, active_jobs, board
 from bot.backends.docker_options import instance_of
 from bot.backends.local import judge as judge_locally
 from bot.backends.process import POLL_SECONDS, Ending, LogSink
-from bot.backends.remote import BOOTSTRAP, TAG_INSTANCE, TAG_RUN, Bundles, OutputsLost, Shipment, failure_of
+from bot.backends.remote import (
+    BOOTSTRAP,
+    TAG_INSTANCE,
+    TAG_RUN,
+    Bundles,
+    Cancelled,
+    OutputsLost,
+    Shipment,
+    attempt,
+    failure_of,
+)
 from bot.errors import OutputsRejected, TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
@@ -48,6 +59,7 @@ MARGIN_SECONDS = 60.0  # after Batch's own timeout, tierbot stops the job itself
 STOP_WAIT_SECONDS = 120.0  # for a job told to stop to end; then the reaper sees to it
 ENGINE_SECONDS = 60.0
 Stopped = Literal["cancel", "timeout", "queue"]
+_registering = threading.Lock()
 _STOP_REASONS = {
     "cancel": "cancelled in tierbot",
     "timeout": "tierbot: past the tier's max_runtime",
@@ -69,32 +81,20 @@ class BatchBackend:
         self.instance = instance_of(settings)
 
     def run(self, job: Job, watcher: Watcher) -> Outcome:
-        with LogSink(job.log_path, job.max_log_bytes, watcher.log, job.redact) as sink:
-            if not job.trusted:
-                return Outcome(
-                    "failed", None, 0.0, f"not run: {untrusted(job.tier, self.settings)}", sink.tail()
-                )
-            try:
-                options = options_of(job.tier)
-                return self._run(job, options, watcher, sink)
-            except _Cancelled:
-                return Outcome("cancelled", None, 0.0, "cancelled", sink.tail())
-            except TierbotError as exc:  # the environment, the options, the code to send
-                return Outcome("failed", None, 0.0, str(exc), sink.tail())
-            except (BotoCoreError, ClientError) as exc:  # AWS refused, or could not be reached
-                return Outcome("failed", None, 0.0, f"AWS failed: {short(exc)}", sink.tail())
+        return attempt(job, watcher, SERVICE, lambda sink: self._run(job, watcher, sink))
 
-    def _run(self, job: Job, options: BatchOptions, watcher: Watcher, sink: LogSink) -> Outcome:
+    def _run(self, job: Job, watcher: Watcher, sink: LogSink) -> Outcome:
+        options = options_of(job.tier)
         watcher.phase("building")
         image = self._image(job, options, sink, watcher)
         batch = client(self.settings, options, "batch")
-        definition = options.job_definition or self._definition(batch, job.tier, options, image or "")
+        definition = options.job_definition or self._definition(batch, job, options, image or "")
         bundles = Bundles(self.settings, self.instance)
         url_seconds = options.max_queue_seconds + job.tier.runtime_seconds + 2 * MARGIN_SECONDS
         shipment = bundles.ship(job, sink, url_seconds)
         try:
             if watcher.cancelled():
-                raise _Cancelled
+                raise Cancelled
             job_id = self._submit(batch, job, options, definition, shipment)
             sink.line(f"[tierbot: submitted AWS Batch job {job_id} to the queue {options.job_queue}]")
             watcher.phase("starting")
@@ -119,7 +119,13 @@ class BatchBackend:
                     "is its own: the repository's Dockerfile (environment.dockerfile) cannot run there; use "
                     "a tier with backend_options.image"
                 )
-            return self._built(job, options, sink, watcher)
+            if options.ecr_repository is None:
+                raise BatchOptionsInvalid(
+                    f"tier {job.tier.name!r} has no ECR repository to push the repository's Dockerfile "
+                    "(environment.dockerfile) to once built, and AWS Batch pulls a job's image from a "
+                    "registry: set backend_options.ecr_repository"
+                )
+            return self._built(job, options, options.ecr_repository, sink, watcher)
         if options.job_definition is None and options.image is None:
             raise BatchOptionsInvalid(
                 f"tier {job.tier.name!r} has no image (backend_options.image) and the repository names no "
@@ -127,11 +133,15 @@ class BatchBackend:
             )
         return options.image
 
-    def _built(self, job: Job, options: BatchOptions, sink: LogSink, watcher: Watcher) -> str:
-        """The repository's Dockerfile built by the docker backend on the bot's engine (DOCKER_HOST)."""
+    def _built(
+        self, job: Job, options: BatchOptions, repository: str, sink: LogSink, watcher: Watcher
+    ) -> str:
+        """The repository's Dockerfile built by the docker backend on the bot's engine (DOCKER_HOST), and
+        pushed to the tier's ECR repository (`bot.backends.ecr`): its URI there."""
         try:
             from bot.backends.docker_image import EnvironmentCancelled, EnvironmentFailed, environment_image
             from bot.backends.docker_options import LABEL_INSTANCE, LABEL_RUN, DockerOptions, engine
+            from bot.backends.ecr import pushed_image
         except ImportError:
             raise TierbotError(
                 "the repository's Dockerfile is built with Docker: install tierbot[docker]"
@@ -140,33 +150,42 @@ class BatchBackend:
         engine_client = engine(docker_options, ENGINE_SECONDS)
         labels = {LABEL_RUN: str(job.run_id), LABEL_INSTANCE: self.instance}
         try:
-            return environment_image(engine_client, job, docker_options, labels, sink, watcher)
+            local = environment_image(engine_client, job, docker_options, labels, sink, watcher)
+            if watcher.cancelled():
+                raise Cancelled
+            return pushed_image(engine_client, client(self.settings, options, "ecr"), repository, local, sink)
         except EnvironmentCancelled:
-            raise _Cancelled from None
+            raise Cancelled from None
         except EnvironmentFailed as exc:
             raise TierbotError(f"environment build failed: {exc}") from None
         finally:
             engine_client.close()
 
-    def _definition(self, batch: BaseClient, tier: Tier, options: BatchOptions, image: str) -> str:
-        """The job definition of this image on this tier's hardware: registered once, then found by name."""
+    def _definition(self, batch: BaseClient, job: Job, options: BatchOptions, image: str) -> str:
+        """The job definition of this image on this tier's hardware: registered once, then found by name;
+        tagged with the run that uses it last, which the reaper spares while it runs."""
+        tier = job.tier
         properties: dict = {"image": image, "command": BOOTSTRAP, "resourceRequirements": resources(tier)}
         if options.job_role_arn is not None:
             properties["jobRoleArn"] = options.job_role_arn
         shape = json.dumps([properties, timeout(tier)], sort_keys=True).encode()
-        name = f"tierbot-{tier.name}-{hashlib.sha256(shape).hexdigest()[:16]}"
-        found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
-        if found:
-            return max(found, key=lambda d: d["revision"])["jobDefinitionArn"]
-        return batch.register_job_definition(
-            jobDefinitionName=name,
-            type="container",
-            containerProperties=properties,
-            timeout=timeout(tier),
-            retryStrategy={"attempts": 1},
-            propagateTags=True,
-            tags={TAG_INSTANCE: self.instance},
-        )["jobDefinitionArn"]
+        name = f"{definition_prefix(self.instance)}{tier.name}-{hashlib.sha256(shape).hexdigest()[:16]}"
+        used = {TAG_RUN: str(job.run_id)}
+        with _registering:  # runs of one tier starting together register it once, not once each
+            found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+            if found:
+                arn = max(found, key=lambda d: d["revision"])["jobDefinitionArn"]
+                batch.tag_resource(resourceArn=arn, tags=used)
+                return arn
+            return batch.register_job_definition(
+                jobDefinitionName=name,
+                type="container",
+                containerProperties=properties,
+                timeout=timeout(tier),
+                retryStrategy={"attempts": 1},
+                propagateTags=True,
+                tags={TAG_INSTANCE: self.instance} | used,
+            )["jobDefinitionArn"]
 
     def _submit(
         self, batch: BaseClient, job: Job, options: BatchOptions, definition: str, shipment: Shipment
@@ -241,13 +260,14 @@ class BatchBackend:
         return outcome
 
 
-class _Cancelled(Exception):
-    """The run was cancelled before its job was submitted."""
-
-
 def job_prefix(instance: str) -> str:
     """What the names of this instance's jobs start with: Batch takes letters, digits, - and _."""
     return f"tierbot-{instance.replace('.', '_')}-run-"
+
+
+def definition_prefix(instance: str) -> str:
+    """What the names of the job definitions this instance registers start with."""
+    return f"tierbot-{instance.replace('.', '_')}-"
 
 
 def job_name(instance: str, run_id: int) -> str:

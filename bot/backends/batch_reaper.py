@@ -5,16 +5,20 @@ running (and billing) with nobody waiting for them. So, at start and then every 
 job queue the batch tiers name, the reaper lists this instance's jobs that have not ended (by name,
 `tierbot-<instance>-run-*`, one ListJobs a queue), reads their tags (DescribeJobs, 100 a call) and stops
 (TerminateJob) those whose run (`tierbot:run`) is not running. Whether it is, is the caller's to say
-(`is_running`, from the database). Then the bundles in the artifact store past their retention whose run
-is not running are deleted (`bot.backends.remote.Bundles.reap`).
+(`is_running`, from the database). The job definitions this instance registered (`tierbot-<instance>-*`,
+tagged with the instance and with the run that used each last) are deregistered when that run is not
+running: no run needs them, and the next run of that image registers its definition again (a job already
+submitted runs on, whatever becomes of its definition). Then the bundles in the artifact store past
+their retention whose run is not running are deleted (`bot.backends.remote.Bundles.reap`).
 """
 
 from collections.abc import Callable, Iterable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from bot.backends.batch import job_prefix
-from bot.backends.batch_options import BatchOptions, client, options_of, short
+from bot.aws_options import client, short
+from bot.backends.batch import definition_prefix, job_prefix
+from bot.backends.batch_options import BatchOptions, options_of
 from bot.backends.batch_status import active_jobs, describe
 from bot.backends.docker_options import instance_of
 from bot.backends.remote import TAG_INSTANCE, TAG_RUN, Bundles
@@ -29,19 +33,32 @@ def reap_batch(tiers: Iterable[Tier], settings: Settings, is_running: IsRunning)
     """The jobs stopped on each queue (names), and the bundles deleted (keys); or why it could not."""
     instance = instance_of(settings)
     done: dict[str, object] = {}
-    for options in _queues(tiers):
+    queues = _queues(tiers)
+    for options in queues:
         where = f"{options.where}, queue {options.job_queue}"
         try:
             done[where] = reap_queue(client(settings, options, "batch"), options, instance, is_running)
         except (BotoCoreError, ClientError) as exc:
             done[where] = f"not reaped: {short(exc)}"
-    if (settings.artifact_store or "").startswith("s3://"):
-        where = f"bundles in {settings.artifact_store}"
+    for options in {(o.region, o.endpoint_url): o for o in queues}.values():
+        where = f"job definitions in {options.where}"
         try:
-            done[where] = Bundles(settings, instance).reap(is_running, settings.bundle_retention_seconds)
+            done[where] = reap_definitions(client(settings, options, "batch"), instance, is_running)
         except (BotoCoreError, ClientError) as exc:
             done[where] = f"not reaped: {short(exc)}"
-    return done
+    return done | reap_bundles(settings, instance, is_running)
+
+
+def reap_bundles(settings: Settings, instance: str, is_running: IsRunning) -> dict[str, object]:
+    """The bundles in the artifact store past their retention whose run is not running, deleted (keys);
+    every remote backend's reaper ends with it."""
+    if not (settings.artifact_store or "").startswith("s3://"):
+        return {}
+    where = f"bundles in {settings.artifact_store}"
+    try:
+        return {where: Bundles(settings, instance).reap(is_running, settings.bundle_retention_seconds)}
+    except (BotoCoreError, ClientError) as exc:
+        return {where: f"not reaped: {short(exc)}"}
 
 
 def reap_queue(batch, options: BatchOptions, instance: str, is_running: IsRunning) -> list[str]:
@@ -58,6 +75,24 @@ def reap_queue(batch, options: BatchOptions, instance: str, is_running: IsRunnin
         batch.terminate_job(jobId=job["jobId"], reason=f"tierbot: run {run or '?'} is not running")
         stopped.append(job["jobName"])
     return stopped
+
+
+def reap_definitions(batch, instance: str, is_running: IsRunning) -> list[str]:
+    """Deregister this instance's job definitions whose last run is not running; their name:revision."""
+    pages = batch.get_paginator("describe_job_definitions").paginate(status="ACTIVE")
+    deregistered = []
+    for definition in (d for page in pages for d in page["jobDefinitions"]):
+        tags = definition.get("tags") or {}
+        if not definition["jobDefinitionName"].startswith(definition_prefix(instance)):
+            continue
+        if tags.get(TAG_INSTANCE) != instance:
+            continue  # a name alike, but not ours
+        run = tags.get(TAG_RUN, "")
+        if run.isdigit() and is_running(int(run)):
+            continue
+        batch.deregister_job_definition(jobDefinition=definition["jobDefinitionArn"])
+        deregistered.append(f"{definition['jobDefinitionName']}:{definition['revision']}")
+    return deregistered
 
 
 def _queues(tiers: Iterable[Tier]) -> list[BatchOptions]:

@@ -130,10 +130,10 @@ def active_jobs(client: BaseClient, queue: str, name: str) -> list[dict]:
 
 
 class LogTail:
-    """A job's log stream, read forward into the run's log as it grows."""
+    """A job's log stream, read forward into the run's log as it grows (Batch's group, or `group`)."""
 
-    def __init__(self, client: BaseClient, sink: LogSink, first_seconds: float):
-        self._client, self._sink = client, sink
+    def __init__(self, client: BaseClient, sink: LogSink, first_seconds: float, group: str = LOG_GROUP):
+        self._client, self._sink, self._group = client, sink, group
         self._token: str | None = None
         self._backoff = Backoff(first_seconds)
         self._due = 0.0
@@ -145,7 +145,7 @@ class LogTail:
         try:
             got = self._read(stream)
         except (BotoCoreError, ClientError) as exc:
-            log.warning("reading the AWS Batch log %s failed: %s", stream, exc)
+            log.warning("reading the log %s of %s failed: %s", stream, self._group, exc)
             got = 0
         if got:
             self._backoff.reset()
@@ -156,7 +156,7 @@ class LogTail:
     def _read(self, stream: str) -> int:
         count = 0
         while True:
-            asked = {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True}
+            asked = {"logGroupName": self._group, "logStreamName": stream, "startFromHead": True}
             if self._token is not None:
                 asked["nextToken"] = self._token
             try:

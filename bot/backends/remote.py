@@ -40,7 +40,7 @@ from urllib.parse import urlencode
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.artifacts_s3 import S3Store
-from bot.backends import Job
+from bot.backends import Job, Outcome, Watcher
 from bot.backends.docker_archive import ExtractLimits, code_archive, extract_workdir
 from bot.backends.entrypoint import FAILED, OUTPUTS_TYPE
 from bot.backends.process import LogSink
@@ -53,17 +53,39 @@ FORMAT = "v1"  # part of every code bundle's key: a change to how code is packed
 TAG_RUN, TAG_INSTANCE, TAG_USED = "tierbot:run", "tierbot:instance", "tierbot:used"
 MAX_URL_SECONDS = 7 * 24 * 3600  # SigV4's limit on a presigned URL
 INFLATE_CHUNK = 1024 * 1024
-# The job's whole command: fetch the entrypoint, check it, run it. Short, because a job's overrides are.
-BOOTSTRAP = [
-    "python3",
-    "-c",
+# The job's whole program: fetch the entrypoint, check it, run it. Short, because a job's overrides are.
+BOOTSTRAP_SOURCE = (
     "import hashlib,os,urllib.request as r\n"
     "s=r.urlopen(os.environ['TIERBOT_ENTRYPOINT_URL'],timeout=300).read()\n"
     "if hashlib.sha256(s).hexdigest()!=os.environ['TIERBOT_ENTRYPOINT_SHA256']:"
     "raise SystemExit('[tierbot: entrypoint failed: the entrypoint does not match its hash]')\n"
-    "exec(compile(s,'tierbot-entrypoint','exec'),{'__name__':'__main__'})",
-]
+    "exec(compile(s,'tierbot-entrypoint','exec'),{'__name__':'__main__'})"
+)
+BOOTSTRAP = ["python3", "-c", BOOTSTRAP_SOURCE]  # the job's whole command
 _OUTPUTS = re.compile(r"/outputs/(?P<instance>[\w.-]+)-run-(?P<run>\d+)-[0-9a-f]+\.tar\.gz$")
+
+
+class Cancelled(Exception):
+    """The run was cancelled before its job was submitted."""
+
+
+def attempt(job: Job, watcher: Watcher, service: str, run: Callable[[LogSink], Outcome]) -> Outcome:
+    """`run`'s outcome for the job, in its log; and every way a remote job ends before it has one, as an
+    outcome that says why: code that may not run there, a cancel, the tier's options or the code to send
+    (TierbotError), AWS refusing or out of reach."""
+    from bot.aws_options import short, untrusted
+
+    with LogSink(job.log_path, job.max_log_bytes, watcher.log, job.redact) as sink:
+        if not job.trusted:
+            return Outcome("failed", None, 0.0, f"not run: {untrusted(job.tier, service)}", sink.tail())
+        try:
+            return run(sink)
+        except Cancelled:
+            return Outcome("cancelled", None, 0.0, "cancelled", sink.tail())
+        except TierbotError as exc:
+            return Outcome("failed", None, 0.0, str(exc), sink.tail())
+        except (BotoCoreError, ClientError) as exc:
+            return Outcome("failed", None, 0.0, f"AWS failed: {short(exc)}", sink.tail())
 
 
 class OutputsLost(TierbotError):

@@ -131,7 +131,7 @@ def _compare_pull_request(
         publisher.publish(refused.id)
         append_summary(actions, job_summary(pipe, refused, None))
         raise
-    print_submission(submission, out)
+    print_submission(submission, out, pipe.tiers.currency)
     head = submission.head.id
     try:
         with publisher.once_started(head):

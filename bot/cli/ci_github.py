@@ -14,6 +14,7 @@ import requests
 from github import GithubException
 
 from bot.cli.experiments import err
+from bot.costs import run_cost
 from bot.github.client import GitHubApi
 from bot.github.reporter import GitHubReporter
 from bot.github.views import check_view, render
@@ -122,6 +123,7 @@ def job_summary(pipe: Pipeline, run: Run, record: ComparisonRecord | None) -> st
             "instead of running.",
             advice=None,
             log_tail=None,
+            cost=run_cost(run, pipe.tiers.currency),
         )
     context = pipe.report_context(record) if record is not None and record.state == "done" else None
-    return check_view(run, record, context, utcnow()).summary
+    return check_view(run, record, context, utcnow(), cost=run_cost(run, pipe.tiers.currency)).summary

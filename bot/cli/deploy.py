@@ -150,7 +150,8 @@ def merge_and_deploy(pipe: Pipeline, out: Console, repo: Path, branch: str, keep
     it, and the smoke request answered at the URL. The model is stopped at the end unless `keep`."""
     import requests  # an HTTP client: only for the demo's request
 
-    from bot.deploy.local import environment_dir, stop_environment
+    from bot.deploy.local import stop_environment
+    from bot.deploy.stable_url import environment_dir
 
     out.rule("[bold]Merge to deploy")
     git = ["git", "-C", str(repo), "-c", "user.name=tierbot demo", "-c", "user.email=demo@tierbot.invalid"]

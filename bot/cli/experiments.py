@@ -31,10 +31,11 @@ from bot.cli.outcome import (
 )
 from bot.cli.progress import execute_and_watch
 from bot.compare import Comparison
+from bot.costs import run_cost
 from bot.errors import TierbotError
 from bot.pipeline import Pipeline, Submission
 from bot.render.run_states import reused_run
-from bot.render.templates import clip, term_lines, term_text
+from bot.render.templates import clip, template, term_lines, term_text
 from bot.render.terminal import render_terminal
 from bot.request import RunRequest
 from bot.settings import Settings
@@ -127,13 +128,20 @@ def execute_run(pipe: Pipeline, request: RunRequest, out: Console, wait: bool = 
     head = pipe.submit(request).head
     said = f"{term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
     if head.reused_run_id is None:
-        out.print(f"Queued run [bold]{head.id}[/]: {said}")
+        out.print(f"Queued run [bold]{head.id}[/]: {said}{spent(head, pipe.tiers.currency)}")
     else:  # its end line says which run and why
         out.print(f"Run [bold]{head.id}[/]: {said}, not run again (--fresh runs it)")
     if wait:
         (head,) = execute_and_watch(pipe, {head.id}, out)
-        print_run_end(head, out)
+        print_run_end(head, pipe.tiers.currency, out)
     return head
+
+
+def spent(run_: Run, currency: str) -> str:
+    """` · estimated $1.20` before the run ends, ` · cost $0.42` once it has (`cost.j2`'s words); ""
+    on a free tier."""
+    cost = run_cost(run_, currency)
+    return f" · {term_text(template('cost.j2', 'term').module.cost(cost))}" if cost else ""
 
 
 def compare(
@@ -163,7 +171,7 @@ def compare(
         ref, base = _working_ref(repo, head, include_uncommitted, out), base or default_base(repo)
         request = RunRequest(repository=repo, ref=ref, base=base, tier=tier, fresh=fresh)
         submission = pipe.submit(request)
-        print_submission(submission, out)
+        print_submission(submission, out, pipe.tiers.currency)
         if wait:
             execute_and_watch(pipe, submission.run_ids, out, cancel=own_runs(submission))
     record = pipe.comparison(submission.comparison.id)
@@ -194,7 +202,7 @@ def show_comparison(
         out.print(f"[red]No comparison:[/] {term_lines(record.reason or record.state)}")
         for run_ in (record.head_run, record.base_run):
             if run_.state != RunState.succeeded:
-                print_run_end(run_, out)
+                print_run_end(run_, pipe.tiers.currency, out)
 
 
 def _working_ref(repo: str, ref: str | None, include_uncommitted: bool, out: Console) -> str:
@@ -245,14 +253,15 @@ def print_json(document: CliOutput) -> None:
     print(document.model_dump_json(indent=2))
 
 
-def print_submission(submission: Submission, out: Console) -> None:
+def print_submission(submission: Submission, out: Console, currency: str) -> None:
+    """What the request runs and reuses, with each run's estimate (given the tiers' currency)."""
     head, base = submission.head, submission.base
     branch = f"Branch run [bold]{head.id}[/]: {term_text(head.ref or '')} @ {head.short_sha} on {head.tier}"
     if submission.head_reused:
         again = "not run again (--fresh runs it)"
         out.print(f"{branch}, [green]{reused_run(head.reused_run_id, why=True)}[/] — {again}")
     else:
-        out.print(branch)
+        out.print(f"{branch}{spent(head, currency)}")
     if submission.baseline_reused:
         out.print(
             f"Baseline: [green]reused[/] run {base.id} ({term_text(base.ref or '')} @ {base.short_sha}, "
@@ -261,16 +270,17 @@ def print_submission(submission: Submission, out: Console) -> None:
     elif submission.baseline_joined:
         out.print(f"Baseline: waiting for run {base.id}, already {base.state} for the same tree")
     else:
-        out.print(
-            f"Baseline run [bold]{base.id}[/]: {term_text(base.ref or '')} @ {base.short_sha} (merge base)"
-        )
+        said = f"{term_text(base.ref or '')} @ {base.short_sha} (merge base){spent(base, currency)}"
+        out.print(f"Baseline run [bold]{base.id}[/]: {said}")
 
 
-def print_run_end(run_: Run, out: Console = console, tail: bool = False) -> None:
-    """How the run ended, its log's last lines when it failed (or with `tail`), and where its log is."""
+def print_run_end(run_: Run, currency: str, out: Console = console, tail: bool = False) -> None:
+    """How the run ended (and what it cost, given the tiers' currency), its log's last lines when it
+    failed (or with `tail`), and where its log is."""
     style = "green" if run_.state == RunState.succeeded else "red"
     took = f" in {format_duration(run_.command_seconds)}" if run_.command_seconds is not None else ""
-    out.print(f"Run {run_.id} [{style}]{run_.state}[/]{took}: {term_lines(run_.reason or '')}")
+    said = f"{term_lines(run_.reason or '')}{spent(run_, currency)}"
+    out.print(f"Run {run_.id} [{style}]{run_.state}[/]{took}: {said}")
     if (tail or run_.state != RunState.succeeded) and run_.log_tail:
         out.print("[dim]Last lines of the log:[/]")
         out.print(term_lines(run_.log_tail.rstrip()), highlight=False)
@@ -338,7 +348,7 @@ def show(
     where = say(f"{r.repository} · {r.ref or ''}")
     console.print(f"[bold]Run {r.id}[/] {r.role} · {term_text(where)} @ {r.sha}")
     console.print(f"experiment {term_text(r.experiment)} · tier {r.tier} · attempts {r.attempts}")
-    print_run_end(r, tail=True)
+    print_run_end(r, pipe.tiers.currency, tail=True)
     if record is not None:
         said = (record.verdict or record.state).upper() if record.state == "done" else record.state
         place = term_text(url or path or "not written yet")

@@ -86,7 +86,7 @@ def tiers() -> None:
             memory,
             str(t.gpus),
             format_duration(t.runtime_seconds),
-            "—" if t.cost_per_hour is None else f"{t.cost_per_hour:g}",
+            "—" if t.hourly_cost is None else f"{t.hourly_cost:g}",
             backend,
             str(t.concurrency),
             term_text(t.access.describe()),

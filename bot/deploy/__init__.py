@@ -5,7 +5,8 @@ The parts: `plan` (which commit deploys, and the run that holds its artifact), `
 rows: one per commit and environment, one environment deploying at a time, leases), `machine` (the
 steps, resumable after a crash), `checks` (health, smoke, the prediction diff), `report` (what people
 read), and the targets, each a port of this module's `Target` shape: `local` (a model server process on
-this machine, behind its `proxy`). docker and sagemaker come next, in the same shape.
+this machine, behind its `proxy`), `docker_target` (a container of the run's image, behind the same proxy:
+`stable_url`) and `sagemaker_target` (SageMaker endpoints, blue/green by UpdateEndpoint).
 
 This module stays light: the proxy (`python -m bot.deploy.proxy`) imports it on start.
 """

@@ -1,5 +1,7 @@
 """What a new version must pass before traffic moves to it: health, the smoke request, and the
-prediction diff, whatever the target (they speak HTTP to the version's own URL).
+prediction diff, whatever the target. They reach a version at its URL through a `Caller`: HTTP
+(`/healthz`, `/predict`) by default; a target whose versions answer otherwise gives its own (`caller()`:
+the sagemaker target's goes through DescribeEndpoint and InvokeEndpoint).
 
 The prediction diff replays one sample against the old and the new version — the smoke request, then
 the recent requests the live version answered (`Target.captured`, redacted, duplicates dropped, the
@@ -16,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import requests
 
@@ -42,20 +45,58 @@ class PredictionDiff:
     changed: list[int]  # the samples (by index) answered differently beyond tolerance
 
 
+class Caller(Protocol):
+    """How the checks reach a version at its URL: each call is (status, body text)."""
+
+    def health(self, url: str) -> tuple[int, str]: ...
+
+    def predict(self, url: str, body: str) -> tuple[int, str]: ...
+
+
+class Http:
+    """A version that answers HTTP at its URL: `GET /healthz`, `POST /predict` (kept alive)."""
+
+    def __init__(self) -> None:
+        self.session = requests.Session()
+
+    def health(self, url: str) -> tuple[int, str]:
+        answer = self.session.get(f"{url}/healthz", timeout=5)
+        return answer.status_code, answer.text
+
+    def predict(self, url: str, body: str) -> tuple[int, str]:
+        headers = {"Content-Type": "application/json"}
+        try:
+            answer = self.session.post(
+                f"{url}/predict", data=body.encode(), headers=headers, timeout=REQUEST_SECONDS
+            )
+        except requests.RequestException as exc:
+            raise DeployFailed(f"{url}/predict did not answer: {type(exc).__name__}") from None
+        return answer.status_code, answer.text
+
+
+def caller_of(target) -> Caller:
+    """The target's own way to reach its versions, else HTTP."""
+    own = getattr(target, "caller", None)
+    return own() if own is not None else Http()
+
+
 def answer_file(index: int) -> str:
     """The document that holds a sample's answer, on each side of the prediction diff."""
     return f"request-{index + 1:04d}.json"
 
 
-def wait_healthy(url: str, problem: Callable[[], str | None], seconds: float = HEALTH_SECONDS) -> None:
-    """Until `GET /healthz` answers 200; DeployFailed when the version dies or the time runs out."""
+def wait_healthy(
+    url: str, problem: Callable[[], str | None], seconds: float = HEALTH_SECONDS, caller: Caller | None = None
+) -> None:
+    """Until the version says it is healthy (200); DeployFailed when it dies or the time runs out."""
+    caller = caller or Http()
     deadline, last = time.monotonic() + seconds, "no answer"
     while time.monotonic() < deadline:
         try:
-            answer = requests.get(f"{url}/healthz", timeout=5)
-            if answer.status_code == 200:
+            status, text = caller.health(url)
+            if status == 200:
                 return
-            last = f"{answer.status_code}: {answer.text[:SHOWN_BODY]}"
+            last = f"{status}: {text[:SHOWN_BODY]}"
         except requests.RequestException as exc:
             last = type(exc).__name__
         dead = problem()
@@ -65,9 +106,9 @@ def wait_healthy(url: str, problem: Callable[[], str | None], seconds: float = H
     raise DeployFailed(f"the new version was not healthy within {seconds:g} s (last: {last})")
 
 
-def smoke(url: str, body: dict | list) -> str:
+def smoke(url: str, body: dict | list, caller: Caller | None = None) -> str:
     """`deploy.smoke` sent to the new version, which must answer 2xx; what it answered, for the report."""
-    status, answer = _post(url, json.dumps(body))
+    status, answer = (caller or Http()).predict(url, json.dumps(body))
     if not 200 <= status < 300:
         raise DeployFailed(f"the smoke request got {status}: {_shown(answer)}")
     return _shown(answer)
@@ -86,13 +127,12 @@ def sample(deploy: DeploySection, captured: list[str], redact: Callable[[str], s
     return found + recent[::-1]
 
 
-def answers(url: str, samples: list[Sample]) -> list[dict]:
+def answers(url: str, samples: list[Sample], caller: Caller | None = None) -> list[dict]:
     """Each sample's answer from the version at `url`: its status and body (JSON when it is)."""
-    found = []
-    with requests.Session() as session:
-        for item in samples:
-            status, text = _post(url, item.body, session)
-            found.append({"status": status, "answer": json.loads(text) if _is_json(text) else text})
+    caller, found = caller or Http(), []
+    for item in samples:
+        status, text = caller.predict(url, item.body)
+        found.append({"status": status, "answer": json.loads(text) if _is_json(text) else text})
     return found
 
 
@@ -135,17 +175,6 @@ def refusal(deploy: DeploySection, diff: PredictionDiff) -> str | None:
         f"{len(diff.changed)} of {len(diff.samples)} replayed requests were answered differently, more than "
         f"deploy.max_changed ({deploy.max_changed}) allows"
     )
-
-
-def _post(url: str, body: str, session: requests.Session | None = None) -> tuple[int, str]:
-    headers = {"Content-Type": "application/json"}
-    try:
-        answer = (session or requests).post(
-            f"{url}/predict", data=body.encode(), headers=headers, timeout=REQUEST_SECONDS
-        )
-    except requests.RequestException as exc:
-        raise DeployFailed(f"{url}/predict did not answer: {type(exc).__name__}") from None
-    return answer.status_code, answer.text
 
 
 def _is_json(text: str) -> bool:

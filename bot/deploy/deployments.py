@@ -81,9 +81,17 @@ class Deployments:
                     s.get(Run, found.run_id).report_to = merged
             return found, False
 
-    def record_rollback(self, source: Deployment, requested_by: dict) -> Deployment:
-        """A rollback to `source`'s kept release, reported where `source` was."""
+    def record_rollback(
+        self, source: Deployment, requested_by: dict, report_to: list[dict] | None = None
+    ) -> Deployment:
+        """A rollback to `source`'s kept release, reported where `source` was and to `report_to` too (its
+        run, which reports it, is told so)."""
         with self.db.session() as s:
+            added = report_to or []
+            merged = more_targets(source.report_to, added)
+            run = s.get(Run, source.run_id) if source.run_id is not None else None
+            if run is not None:
+                run.report_to = more_targets(run.report_to, added)
             rollback = Deployment(
                 repository=source.repository,
                 environment=source.environment,
@@ -94,7 +102,7 @@ class Deployments:
                 run_id=source.run_id,
                 artifact_hash=source.artifact_hash,
                 requested_by=requested_by,
-                report_to=source.report_to,
+                report_to=merged,
                 instance={},
                 state=State.waiting,  # its run is the source's, which ended long ago
             )

@@ -16,6 +16,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from bot.aws_options import NOT_INSTALLED as AWS_NOT_INSTALLED
+from bot.backends.docker_options import NOT_INSTALLED
 from bot.deploy import DeployFailed, Target, Version, checks
 from bot.deploy.deployments import Deployments, State
 from bot.deploy.local import LocalTarget
@@ -43,8 +45,22 @@ class Deployer:
         self.target_for = target_for or self._target
 
     def _target(self, deployment: Deployment) -> Target:
+        if deployment.target == "docker":
+            try:  # the docker SDK is the `tierbot[docker]` extra: imported by docker deployments only
+                from bot.deploy.docker_target import docker_target
+            except ImportError:
+                raise DeployFailed(NOT_INSTALLED) from None
+            return docker_target(self.pipeline, deployment)
+        if deployment.target == "sagemaker":
+            try:  # boto3 is the `tierbot[aws]` extra: imported by sagemaker deployments only
+                from bot.deploy.sagemaker_target import sagemaker_target
+            except ImportError:
+                raise DeployFailed(AWS_NOT_INSTALLED) from None
+            return sagemaker_target(self.pipeline, deployment)
         if deployment.target != "local":
-            raise DeployFailed(f"deploy target {deployment.target!r} is not built yet: use target: local")
+            raise DeployFailed(
+                f"deploy target {deployment.target!r} is unknown: use local, docker or sagemaker"
+            )
         return LocalTarget(
             self.pipeline.settings, self.pipeline.code, deployment.repository, deployment.environment
         )
@@ -159,11 +175,12 @@ class Deployer:
     def _check(
         self, d: Deployment, version: Version, previous: Deployment | None, target: Target, attempt: Attempt
     ) -> None:
-        checks.wait_healthy(version.url, lambda: target.problem(version.handle))
+        via = checks.caller_of(target)
+        checks.wait_healthy(version.url, lambda: target.problem(version.handle), caller=via)
         attempt.steps("healthy")
         deploy = attempt.deploy
         if deploy.smoke is not None:
-            attempt.steps(f"smoke request answered: {checks.smoke(version.url, deploy.smoke)}")
+            attempt.steps(f"smoke request answered: {checks.smoke(version.url, deploy.smoke, via)}")
         else:
             attempt.steps("no deploy.smoke: no smoke request sent")
         if d.kind == "rollback":
@@ -178,7 +195,7 @@ class Deployer:
             attempt.steps(attempt.no_diff)
             return
         samples = checks.sample(deploy, target.captured(), self.pipeline.redactor)
-        answers = checks.answers(old["url"], samples), checks.answers(version.url, samples)
+        answers = checks.answers(old["url"], samples, via), checks.answers(version.url, samples, via)
         options = self.pipeline.compare_options(self.pipeline.settings.reports_dir / f"deployment-{d.id}")
         attempt.diff = checks.prediction_diff(samples, *answers, attempt.tolerance, options)
         attempt.steps(f"prediction diff: {len(attempt.diff.changed)} of {len(samples)} answers changed")

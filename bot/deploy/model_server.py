@@ -2,7 +2,7 @@
 made (`deploy.predict`, `deploy.artifact` in tierbot.yaml). What served the comparison serves the API.
 
     python model_server.py --checkout DIR --predict serve.py:predict --artifact FILE \
-        --version-file version.json --ready-file ready.json [--host 127.0.0.1] [--port 0]
+        --version-file version.json [--ready-file ready.json] [--host 127.0.0.1] [--port 0]
 
 `POST /predict` takes a JSON body (one instance or a batch: whatever `predict` accepts) and answers
 `predict(body, artifact_path)` as JSON; `GET /healthz`, `GET /version` (commit, run, artifact hash,
@@ -16,6 +16,14 @@ tierbot: so it uses the standard library alone. FastAPI and uvicorn are tierbot'
 a model's (the iris example's venv has scikit-learn, numpy and matplotlib), and installing them into the
 experiment's venv would change the environment whose outputs were compared. `ThreadingHTTPServer`
 with HTTP/1.1 keep-alive answers a loopback request in well under a millisecond more than the call.
+
+    python model_server.py serve
+
+is SageMaker's serving contract (the sagemaker target): the release is the model data SageMaker unpacks
+in /opt/ml/model (`code/`, `artifact/<file>`, `version.json`, and this file), `TIERBOT_PREDICT` names
+`predict`, and it listens on port 8080 (`SAGEMAKER_BIND_TO_PORT` when SageMaker sets it) of every
+interface (`TIERBOT_SERVE_HOST` narrows it: the tests' containers share the host's network). `GET /ping`
+and `POST /invocations` are SageMaker's names for `/healthz` and `/predict`.
 
 It imports `predict` before it listens: an import error ends it with the reason on stderr and exit code
 3, before anything could route to it. Ready, it writes `--ready-file` ({"pid", "port"}, atomically).
@@ -47,6 +55,9 @@ DRAIN_SECONDS = 30.0
 IDLE_SECONDS = 60.0  # a keep-alive connection with no request for this long is closed
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 IMPORT_FAILED = 3  # the exit code when `predict` cannot be imported
+SAGEMAKER_MODEL = "/opt/ml/model"  # where SageMaker unpacks the model data
+SAGEMAKER_PORT = 8080
+ALIASES = {"/ping": "/healthz", "/invocations": "/predict"}  # SageMaker's paths for ours
 
 
 class Metrics:
@@ -134,7 +145,8 @@ class Handler(BaseHTTPRequestHandler):
     model: Model  # set on the subclass `serve` makes
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's names)
-        if self.path == "/healthz":
+        path = ALIASES.get(self.path, self.path)
+        if path == "/healthz":
             if self.model.draining.is_set():
                 self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"status": "draining"})
             else:
@@ -143,13 +155,13 @@ class Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.OK, self.model.version)
         elif self.path == "/metrics":
             self._send(HTTPStatus.OK, self.model.metrics.exposition().encode(), "text/plain; version=0.0.4")
-        elif self.path == "/predict":
-            self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "POST a JSON body to /predict"})
+        elif path == "/predict":
+            self._json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": f"POST a JSON body to {self.path}"})
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no such path: {self.path[:100]}"})
 
     def do_POST(self) -> None:  # noqa: N802
-        if self.path != "/predict":
+        if ALIASES.get(self.path, self.path) != "/predict":
             self._discard_body()
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no such path: {self.path[:100]}"})
             return
@@ -224,7 +236,7 @@ def _error(status: int, message: str) -> tuple[int, bytes]:
     return status, json.dumps({"error": message}).encode()
 
 
-def serve(model: Model, host: str, port: int, ready_file: str) -> None:
+def serve(model: Model, host: str, port: int, ready_file: str | None) -> None:
     handler = type("ModelHandler", (Handler,), {"model": model})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True  # draining waits for requests in flight, not for idle connections
@@ -235,7 +247,8 @@ def serve(model: Model, host: str, port: int, ready_file: str) -> None:
 
     signal.signal(signal.SIGTERM, drain)
     signal.signal(signal.SIGINT, drain)
-    _write_atomically(ready_file, {"pid": os.getpid(), "port": server.server_address[1]})
+    if ready_file is not None:
+        _write_atomically(ready_file, {"pid": os.getpid(), "port": server.server_address[1]})
     server.serve_forever(poll_interval=0.2)
     server.server_close()  # no new connections from here on
     deadline = time.monotonic() + DRAIN_SECONDS
@@ -250,14 +263,37 @@ def _write_atomically(path: str, data: dict) -> None:
     os.replace(temporary, path)
 
 
+def sagemaker_arguments() -> list[str]:
+    """`serve`'s arguments: the release where SageMaker unpacked it, the port SageMaker calls."""
+    artifacts = os.path.join(SAGEMAKER_MODEL, "artifact")
+    found = sorted(os.listdir(artifacts)) if os.path.isdir(artifacts) else []
+    return [
+        *(
+            "--checkout",
+            os.path.join(SAGEMAKER_MODEL, "code"),
+            "--predict",
+            os.environ.get("TIERBOT_PREDICT", ""),
+        ),
+        *("--artifact", os.path.join(artifacts, found[0] if found else "missing")),
+        *("--version-file", os.path.join(SAGEMAKER_MODEL, "version.json")),
+        *("--host", os.environ.get("TIERBOT_SERVE_HOST", "0.0.0.0")),  # noqa: S104 (SageMaker's contract)
+        *("--port", os.environ.get("SAGEMAKER_BIND_TO_PORT", str(SAGEMAKER_PORT))),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["serve"]:  # how SageMaker starts an inference container
+        argv = sagemaker_arguments()
     parser = argparse.ArgumentParser(description="Serve a repository's predict function over HTTP.")
-    for option in ("--checkout", "--predict", "--artifact", "--version-file", "--ready-file"):
+    for option in ("--checkout", "--predict", "--artifact", "--version-file"):
         parser.add_argument(option, required=True)
+    parser.add_argument("--ready-file")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
-    artifact, ready_file = os.path.abspath(args.artifact), os.path.abspath(args.ready_file)  # before chdir
+    artifact = os.path.abspath(args.artifact)  # before chdir
+    ready_file = os.path.abspath(args.ready_file) if args.ready_file else None
     with open(args.version_file) as handle:
         version = json.load(handle)
     try:

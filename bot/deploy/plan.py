@@ -22,6 +22,13 @@ from bot.store.models import Deployment, DeploymentState
 from bot.targets import Target
 from bot.tiers import Requester
 
+DEPLOY_RUN = "deploy:"  # the `once` of a deployment's run, then its id
+
+
+def is_deploy_run(request: RunRequest) -> bool:
+    """Whether the request is a deployment's run: doors that show deployments subscribe to it."""
+    return (request.once or "").startswith(DEPLOY_RUN)
+
 
 class NothingToDeploy(TierbotError):
     """The commit's tierbot.yaml has no `deploy:` section (or there is no tierbot.yaml)."""
@@ -66,7 +73,7 @@ def submit_run(pipeline: Pipeline, deployment: Deployment) -> Run:
         ref=deployment.sha,
         requester=Requester.model_validate(deployment.requested_by),
         report_to=targets.loaded(deployment.report_to),
-        once=f"deploy:{deployment.id}",
+        once=f"{DEPLOY_RUN}{deployment.id}",
     )
     try:
         return pipeline.submit(request).head
@@ -114,10 +121,16 @@ def release(pipeline: Pipeline, deployment: Deployment, run: Run, deploy: Deploy
 
 
 def request_rollback(
-    pipeline: Pipeline, repository: str, environment: str, to: str | None, requester: Requester
+    pipeline: Pipeline,
+    repository: str,
+    environment: str,
+    to: str | None,
+    requester: Requester,
+    report_to: list[Target] | None = None,
 ) -> Deployment:
     """Queue a rollback of the environment to a release it served before: the one `to` names (a commit,
-    or a prefix of one), else the newest replaced one of another commit than the live one."""
+    or a prefix of one), else the newest replaced one of another commit than the live one. It reports
+    where the release's deployment did, and to `report_to` (the door it was asked at) too."""
     deployments = deployments_of(pipeline)
     live = deployments.live(repository, environment)
     if live is None:
@@ -137,4 +150,6 @@ def request_rollback(
         raise TierbotError(
             f"no release {which} roll back to in {environment} (live: {live.short_sha}; kept: {known})"
         )
-    return deployments.record_rollback(source, requester.model_dump(mode="json"))
+    return deployments.record_rollback(
+        source, requester.model_dump(mode="json"), targets.stored(report_to or [])
+    )

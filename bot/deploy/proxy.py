@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import threading
-from collections import deque
+from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -72,10 +72,12 @@ class Route:
 
 
 class Captured:
-    """The recent answered predict bodies, bounded in count and bytes."""
+    """The recent distinct answered predict bodies, bounded in count and bytes. A body seen again moves to
+    the newest end rather than being kept twice: a flood of one request (a health probe, a retry loop)
+    must not push out the variety the prediction diff replays."""
 
     def __init__(self) -> None:
-        self._bodies: deque[str] = deque()
+        self._bodies: OrderedDict[str, None] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -87,10 +89,13 @@ class Captured:
         except UnicodeDecodeError:
             return
         with self._lock:
-            self._bodies.append(text)
+            if text in self._bodies:
+                self._bodies.move_to_end(text)
+                return
+            self._bodies[text] = None
             self._bytes += len(body)
             while len(self._bodies) > CAPTURE_COUNT or self._bytes > CAPTURE_BYTES:
-                self._bytes -= len(self._bodies.popleft().encode())
+                self._bytes -= len(self._bodies.popitem(last=False)[0].encode())
 
     def recent(self) -> list[str]:
         with self._lock:

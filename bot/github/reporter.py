@@ -14,6 +14,7 @@ from github.PullRequest import PullRequest
 from github.Repository import Repository
 from sqlalchemy import select
 
+from bot.costs import run_cost
 from bot.github.client import GitHubApi
 from bot.github.targets import PullRequestTarget
 from bot.github.views import CheckView, check_name, check_view, sticky_body, sticky_marker
@@ -41,8 +42,9 @@ class GitHubReporter:
         # Only the PR's own run (its head against its base) may satisfy branch protection or speak in
         # the sticky comment; a run against another base reports beside them, under its own name.
         name = check_name(run, None if target.gating else target.versus)
+        cost = run_cost(run, pipeline.tiers.currency)
         if self.api.writes_checks:
-            view = check_view(run, comparison, ctx, now, position)
+            view = check_view(run, comparison, ctx, now, position, cost=cost)
             self._sync_check(repo, run, name, view, now, memo, details_url=pull.html_url)
         if not target.gating:
             return memo
@@ -52,7 +54,8 @@ class GitHubReporter:
         comments = PullComments(pipeline.db, target.repository, pull, self.api.bot_login(installation))
         marker = sticky_marker(run)
         comment = comments.find(marker)
-        body = sticky_body(run, comparison, ctx, now, position, previous=comment.body if comment else None)
+        previous = comment.body if comment else None
+        body = sticky_body(run, comparison, ctx, now, position, previous=previous, cost=cost)
         if comment is None:
             comments.post(marker, body)
         elif comment.body != body:

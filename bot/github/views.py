@@ -1,12 +1,16 @@
 """What a pull request shows for a run: the check run's fields and the sticky comment's body. Pure:
-a run, its comparison and the time in; text and fields out (templates in `templates/github/`, rendered
-by the Markdown flavour of `bot.render.templates`, whose filters escape what they print)."""
+a run, its comparison, its cost and the time in; text and fields out (templates in `templates/github/`,
+rendered by the Markdown flavour of `bot.render.templates`, whose filters escape what they print).
+
+Money is on every state: the estimate while the run is queued or running, what it cost once it ended
+(`bot.costs.run_cost`, which the caller passes); a comparison says both runs' in its header."""
 
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.compare import Comparison
+from bot.costs import RunCost
 from bot.render.markdown import GITHUB_CHECK_SUMMARY_LIMIT, GITHUB_COMMENT_LIMIT, render_markdown
 from bot.render.run_states import ended_without_outputs, progress, refusal, waiting_for_baseline
 from bot.render.templates import md_code, template
@@ -62,10 +66,15 @@ def _ended_without_comparison(run: Run, comparison: ComparisonRecord | None) -> 
     return "neutral", {"title": "No comparison", "detail": reason}
 
 
-def _state(run: Run, shown: dict) -> str:
-    """state.md.j2 with the run's log tail; every variable it does not show is None."""
-    values = {"reason": None, "detail": None, "advice": None, "log_tail": run.log_tail}
+def _state(run: Run, shown: dict, cost: RunCost | None) -> str:
+    """state.md.j2 with the run's log tail and cost; every variable it does not show is None."""
+    values = {"reason": None, "detail": None, "advice": None, "log_tail": run.log_tail, "cost": cost}
     return render("state.md.j2", **(values | shown))
+
+
+def _progress(macro: str, *args) -> str:
+    """A macro of progress.md.j2: a going run's line, with its estimate."""
+    return str(getattr(template("github/progress.md.j2", "md").module, macro)(*args))
 
 
 def _last_line(run: Run) -> str:
@@ -76,7 +85,12 @@ def _last_line(run: Run) -> str:
 
 
 def check_view(
-    run: Run, comparison: ComparisonRecord | None, ctx: ReportContext | None, now: datetime, position: int = 0
+    run: Run,
+    comparison: ComparisonRecord | None,
+    ctx: ReportContext | None,
+    now: datetime,
+    position: int = 0,
+    cost: RunCost | None = None,
 ) -> CheckView:
     if run.state == RunState.waiting:
         title, detail = progress(run, now, position)
@@ -84,7 +98,8 @@ def check_view(
     if not run.run_state.terminal:
         title, _ = progress(run, now, position)
         status = "queued" if run.state == RunState.queued else "in_progress"
-        return CheckView(status=status, title=title, summary=_last_line(run) or title)
+        summary = _progress("summary", _last_line(run) or title, cost)
+        return CheckView(status=status, title=title, summary=summary)
     if comparison is not None and comparison.state == "pending":
         title = waiting_for_baseline(comparison)
         return CheckView(status="in_progress", title=title, summary=title)
@@ -96,7 +111,7 @@ def check_view(
     conclusion, shown = _ended_without_comparison(run, comparison)
     refused = run.phase in REFUSALS
     actions = [] if refused else [RERUN]  # a refused commit is refused again: the fix is a new push
-    summary = _state(run, shown).encode()[:GITHUB_CHECK_SUMMARY_LIMIT].decode(errors="ignore")
+    summary = _state(run, shown, cost).encode()[:GITHUB_CHECK_SUMMARY_LIMIT].decode(errors="ignore")
     return CheckView("completed", shown["title"][:200], summary, conclusion, actions)
 
 
@@ -107,6 +122,7 @@ def sticky_body(
     now: datetime,
     position: int = 0,
     previous: str | None = None,
+    cost: RunCost | None = None,
 ) -> str:
     """The whole sticky comment. While a run is going and the comment shows an older commit's result,
     that result stays and a banner on top says a newer run is going."""
@@ -116,14 +132,15 @@ def sticky_body(
         how = f" {detail}" if detail else ""  # what the reader must do
         if previous and described_sha(previous) not in (None, run.sha):
             shown = described_sha(previous)[:7]
-            banner = f"{title} for {run.sha[:7]}; the comparison below is for {shown}.{how}"
+            spent = f" · {_progress('spent', cost)}" if cost else ""
+            banner = f"{title} for {run.sha[:7]}{spent}; the comparison below is for {shown}.{how}"
             return _replace_banner(previous, banner)
-        body = f"**{title}** for {run.sha[:7]}.{how}"
+        body = _progress("sticky", title, run.sha[:7], detail, cost)
     elif comparison is not None and comparison.state == "done":
         result = Comparison.model_validate(comparison.result)
         body = _fitting_markdown(result, ctx, GITHUB_COMMENT_LIMIT - _ROOM)
     else:
-        body = _state(run, _ended_without_comparison(run, comparison)[1])
+        body = _state(run, _ended_without_comparison(run, comparison)[1], cost)
     return render(
         "sticky.md.j2",
         marker=sticky_marker(run),

@@ -70,7 +70,7 @@ def create_bolt(pipeline: Pipeline) -> App:
             ahead = f" {pipeline.queue.waiting_on(tier)} runs are ahead on tier `{tier}`."
         return f"On it: {said}.{ahead} Its message follows here."
 
-    @app.action(re.compile(r"^tierbot_(cancel|rerun|logs)$"))
+    @app.action(re.compile(r"^tierbot_(cancel|rerun|logs|rollback)$"))
     def button(ack, body: dict, action: dict) -> None:
         ack()
         choice = (action.get("selected_option") or {}).get("value") or action.get("value", "")

@@ -1,28 +1,24 @@
 """Slack commands and buttons, handled by a worker from their recorded deliveries. Each answers the
 person who asked, privately, through the report outbox (`slack_reply`); runs report to their channel
-through their live message (`slack`). Every command that names a repository or a run is checked
-against what the asker may do there on GitHub (`bot.slack.access`) before anything else happens."""
+through their live message (`slack`), deployments through theirs (`bot.slack.deploys`). Every command
+that names a repository or a run is checked against what the asker may do there on GitHub
+(`bot.slack.access`) before anything else happens."""
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-
-from slack_sdk import WebClient
-from sqlalchemy import select
 
 from bot.costs import month_costs, month_of
-from bot.doors import CodeHost
 from bot.errors import TierbotError
 from bot.events import Event
 from bot.pipeline import Pipeline
 from bot.render.templates import slack_escaped
 from bot.request import RunRequest, is_owner_name
-from bot.slack import grammar
+from bot.slack import deploys, grammar
 from bot.slack.access import READ, WRITE, SlackAccess
+from bot.slack.asker import Asker, SlackDoor
 from bot.slack.grammar import SlackCommand
 from bot.slack.link import start_link
-from bot.slack.reporter import post_reply
-from bot.slack.targets import MessageTarget, Person
+from bot.slack.targets import MessageTarget
 from bot.slack.views import costs_text, home_view, log_text, no_runs_text, run_line
 from bot.store import Run
 from bot.store.models import SlackChannel, utcnow
@@ -32,55 +28,6 @@ log = logging.getLogger(__name__)
 RECENT_RUNS = 10
 HOME_RUNS = 40  # a Home view holds 100 blocks
 RECENT_SCAN = 500  # recent runs searched for the user's
-
-
-@dataclass
-class SlackDoor:
-    pipeline: Pipeline
-    client: WebClient
-    github: CodeHost | None = None  # who may do what, and a branch's pull request (when configured)
-
-
-class Asker:
-    """Who asked, where, what they may do, and how to answer them."""
-
-    def __init__(self, door: SlackDoor, body: dict):
-        self.door, self.pipeline, self.body = door, door.pipeline, body
-        user = body.get("user") or {}
-        self.user = body.get("user_id") or user.get("id")
-        self.name = body.get("user_name") or user.get("username") or user.get("name") or self.user
-        self.channel = body.get("channel_id") or (body.get("channel") or {}).get("id")
-        self.access = SlackAccess(door.pipeline, door.github, self.user)
-        self.to = Person(response_url=body.get("response_url"), channel=self.channel, user=self.user)
-
-    def requester(self, repository: str) -> Requester:
-        """Slack user groups are checked only for the groups the tiers name; GitHub teams likewise."""
-        groups = tuple(
-            group
-            for group in sorted(self.pipeline.tiers.slack_groups())
-            if self.user in self.door.client.usergroups_users_list(usergroup=group).get("users", [])
-        )
-        login, github, teams = self.access.login, self.door.github, self.pipeline.tiers.github_teams()
-        mine = ()
-        if login and teams and github is not None and github.configured:
-            mine = github.teams(repository, login, teams)
-        return Requester(
-            name=self.name,
-            slack_user=self.user,
-            slack_groups=groups,
-            github_login=login,
-            github_teams=mine,
-            github_role=self.access.role(repository),
-        )
-
-    def reply(self, text: str, public: bool = False) -> str:
-        return post_reply(self.pipeline, self.to, text, public)
-
-    def run(self, run_id: int, need: str, doing: str) -> Run:
-        """The run, once the asker is known to have `need` access to its repository."""
-        run = self.pipeline.run(run_id)
-        self.access.require(run.repository, need, doing)
-        return run
 
 
 def dispatch(event: Event, door: SlackDoor) -> str:
@@ -98,11 +45,7 @@ def dispatch(event: Event, door: SlackDoor) -> str:
 
 
 def experiment(command: SlackCommand, asker: Asker) -> str:
-    repository = command.repository or channel_repository(asker.pipeline, asker.channel)
-    if repository is None:
-        raise TierbotError(
-            "Which repository? Add `in OWNER/REPO`, or set this channel's with `/run use OWNER/REPO`."
-        )
+    repository = asker.repository(command.repository)
     asker.access.require(repository, WRITE, "run experiments")
     requester = asker.requester(repository)
     request = pull_request_run(asker.door, repository, command, requester)
@@ -185,12 +128,6 @@ def use(command: SlackCommand, asker: Asker) -> str:
     )
 
 
-def channel_repository(pipeline: Pipeline, channel: str | None) -> str | None:
-    with pipeline.db.session() as s:
-        found = s.scalars(select(SlackChannel.repository).where(SlackChannel.channel == channel)).first()
-    return found or pipeline.settings.slack_default_repository
-
-
 def home(user: str, door: SlackDoor) -> str:
     """The App Home tab: the user's recent runs. Publishing replaces the view, so a retry is harmless."""
     runs = runs_of(door.pipeline, SlackAccess(door.pipeline, door.github, user), HOME_RUNS)
@@ -237,6 +174,8 @@ def logs_button(action: dict, asker: Asker) -> str:
 
 COMMANDS: dict[str, Callable[[SlackCommand, Asker], str]] = {
     "experiment": experiment,
+    "deployments": deploys.deployments,
+    "rollback": deploys.rollback,
     "status": status,
     "cancel": cancel,
     "costs": costs,
@@ -247,4 +186,5 @@ ACTIONS: dict[str, Callable[[dict, Asker], str]] = {
     "tierbot_cancel": cancel_button,
     "tierbot_rerun": rerun_select,
     "tierbot_logs": logs_button,
+    "tierbot_rollback": deploys.rollback_button,
 }

@@ -1,5 +1,5 @@
-"""Where the Slack door shows a run (one message, kept up to date) and delivers private replies and
-account links (`bot.targets`)."""
+"""Where the Slack door shows a run (one message, kept up to date), a run's deployments (one message
+each, kept up to date), and delivers private replies and account links (`bot.targets`)."""
 
 from typing import ClassVar
 
@@ -18,6 +18,15 @@ class MessageTarget(Target):
     @classmethod
     def of_pull_request(cls, channel: str, pull: PullRequestRef) -> "MessageTarget":
         return cls(channel=channel, pull_request=str(pull), pull_url=pull.url)
+
+
+class DeployMessageTarget(Target):
+    """A channel that shows the deployments of a run (its own, and rollbacks to its release): one message
+    each, updated in place (`bot.slack.deploys`)."""
+
+    outbox: ClassVar[str] = "slack_deployment"
+
+    channel: str
 
 
 class Person(BaseModel):

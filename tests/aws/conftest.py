@@ -65,3 +65,21 @@ def tags_of(aws, settings, relative: str) -> dict[str, str]:
     bucket, prefix = store_of(settings)
     found = aws.client("s3").get_object_tagging(Bucket=bucket, Key=f"{prefix}/bundles/{relative}")["TagSet"]
     return {tag["Key"]: tag["Value"] for tag in found}
+
+
+def sagemaker_tier(aws, name: str = "sm", runtime: str = "2m", **options) -> Tier:
+    """A sagemaker tier on the session's server, with its job image and role unless `options` say not."""
+    from tests.fakes.moto_aws import REGION
+
+    base = {
+        "region": REGION, "role_arn": aws.job_role, "image": aws.image, "instance_type": "ml.m5.large",
+        "endpoint_url": aws.endpoint,
+    }  # fmt: skip
+    chosen = {k: v for k, v in (base | options).items() if v is not None}
+    return Tier(name=name, backend="sagemaker", max_runtime=runtime, backend_options=chosen)
+
+
+def training_job_of(lines: list[str]) -> str:
+    """The last training job's name, from the line the backend logs when it creates one."""
+    line = [line for line in lines if line.startswith("[tierbot: created SageMaker training job ")][-1]
+    return line.split()[5]

@@ -153,28 +153,6 @@ def test_outputs_past_the_limits_fail_the_run_without_filling_the_disk(aws, batc
     assert [k for k in bundle_keys(aws, settings) if k.startswith("outputs/")] == []
 
 
-def test_a_repositorys_dockerfile_is_built_and_run(aws, batch_settings, tmp_path):
-    from bot.backends.docker_reaper import reap
-
-    dockerfile = f"FROM {aws.image}\nRUN echo built by the Dockerfile > /built.txt\n"
-    work = checkout(tmp_path, {"Dockerfile": dockerfile, "make.py": "print(open('/built.txt').read())\n"})
-    tier = aws.tier(image=None, build_network="host")
-    mark = aws.wire.mark()
-    job = batch_job(work, "python3 make.py", tier, dockerfile=work / "Dockerfile")
-    try:
-        outcome = BatchBackend(batch_settings).run(job, RecordingWatcher())
-    finally:
-        import docker
-
-        engine = docker.from_env()
-        reap(engine, batch_settings.docker_instance, lambda _run: False, image_budget=0, young_seconds=0)
-        engine.close()
-    assert outcome.state == "succeeded", outcome.log_tail
-    assert "built by the Dockerfile" in outcome.log_tail
-    registered = next(c.params for c in aws.wire.since(mark) if c.operation == "registerjobdefinition")
-    assert registered["containerProperties"]["image"].startswith("tierbot-env:")
-
-
 def test_throttled_calls_are_retried(aws, batch_settings, tmp_path):
     work = checkout(tmp_path, {"make.py": "print('made it')\n"})
     aws.wire.throttled.update({"describejobs": 2, "getlogevents": 2, "submitjob": 1})

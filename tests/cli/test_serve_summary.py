@@ -10,7 +10,7 @@ from bot.cli.server import start_summary
 from bot.settings import Settings
 from bot.tiers import BUILTIN, load_tiers
 
-from ..fakes.cli import UNAVAILABLE_TIERS, serving
+from ..fakes.cli import UNAVAILABLE, UNAVAILABLE_TIERS, serving
 
 SECRETS = {
     "github_webhook_secret": "whsec-one-4f1c,whsec-two-9a2b",
@@ -99,10 +99,7 @@ def test_unavailable_tiers_say_why_and_an_unavailable_default_says_what_it_means
     tiers = mark_availability(load_tiers(path), settings)
     text = summary(settings, tiers)
     assert line(text, "Tiers:") == "Tiers: local (default)"
-    assert (
-        "  the tier gpu-small is unavailable: backend sagemaker is not provided by this installation yet"
-        in text.splitlines()
-    )
+    assert f"  the tier gpu-small is unavailable: {UNAVAILABLE}" in text.splitlines()
     gone = BUILTIN.with_availability({"local": "no engine"})
     assert summary(settings, gone).splitlines()[3:5] == [
         "Tiers: none available",
@@ -130,6 +127,6 @@ def test_serve_prints_the_summary_before_it_serves(settings, tmp_path: Path):
     said = served.output
     assert said.index("GitHub: token mode") < said.index("Uvicorn running")
     assert "Slack: HTTP mode (POST /slack/events) · no TIERBOT_SLACK_DEFAULT_REPOSITORY" in said
-    assert "the tier gpu-small is unavailable: backend sagemaker is not provided" in said
+    assert f"the tier gpu-small is unavailable: {UNAVAILABLE}" in " ".join(said.split())
     for secret in SECRETS.values():
         assert all(part not in said for part in secret.split(",")), secret

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from ..conftest import GitRepo
-from ..fakes.cli import UNAVAILABLE_TIERS, json_document
+from ..fakes.cli import UNAVAILABLE, UNAVAILABLE_TIERS, json_document, stderr_of
 
 
 def test_compare_prints_verdict_and_reuses_baseline(tierbot, simple_repo: GitRepo):
@@ -224,21 +224,23 @@ def test_a_tier_this_installation_cannot_run_is_marked_and_refused_before_queuei
     tiers_file = tmp_path / "tiers.yaml"
     tiers_file.write_text(UNAVAILABLE_TIERS)
     env = {"TIERBOT_TIERS_FILE": str(tiers_file)}
-    reason = "backend sagemaker is not provided by this installation yet"
+    reason = UNAVAILABLE
     listed = tierbot("tiers", env=env)
-    assert listed.returncode == 0 and f"Tier gpu-small is unavailable: {reason}." in listed.stdout
+    assert listed.returncode == 0 and f"Tier gpu-small is unavailable: {reason}." in " ".join(
+        listed.stdout.split()
+    )
     refused = tierbot("run", "main", "--repo", str(simple_repo), "--tier", "gpu-small", env=env)
     assert refused.returncode == 2
-    assert f"Tier 'gpu-small' is unavailable: {reason}. Tiers you may use: local." in refused.stderr
+    assert f"Tier 'gpu-small' is unavailable: {reason}. Tiers you may use: local." in stderr_of(refused)
     assert "main @" not in tierbot("runs", env=env).stdout  # nothing was queued
 
     gpu_small_default = UNAVAILABLE_TIERS.replace("    default: true\n", "") + "    default: true\n"
     tiers_file.write_text(gpu_small_default)
     listed = tierbot("tiers", env=env)
-    assert f"The default tier gpu-small is unavailable: {reason}." in listed.stdout
+    assert f"The default tier gpu-small is unavailable: {reason}." in " ".join(listed.stdout.split())
     refused = tierbot("run", "main", "--repo", str(simple_repo), env=env)
     assert refused.returncode == 2
-    assert f"The default tier 'gpu-small' is unavailable: {reason}" in refused.stderr
+    assert f"The default tier 'gpu-small' is unavailable: {reason}" in stderr_of(refused)
 
 
 def test_piped_output_is_not_wrapped_at_80_columns(tierbot, simple_repo: GitRepo):

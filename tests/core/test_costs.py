@@ -117,6 +117,51 @@ def test_billed_seconds_stand_for_wall_time():
     assert actual_cost(tiers, Run(tier="gone", started_at=utcnow())) is None
 
 
+PER_TYPE = """\
+tiers:
+  - name: gpu
+    backend: sagemaker
+    backend_options: {instance_type: ml.g5.2xlarge}
+    max_runtime: 2h
+    cost_per_hour: {ml.g5.xlarge: 1.5, ml.g5.2xlarge: 3.6}
+"""
+
+
+def test_a_price_per_instance_type_is_the_tiers_instance_types(db: Database, tmp_path: Path):
+    tiers = tiers_of(PER_TYPE, tmp_path)
+    gpu = tiers.get("gpu")
+    assert gpu.hourly_cost == 3.6
+    run = Run(tier="gpu", started_at=utcnow() - timedelta(hours=1))
+    assert actual_cost(tiers, run, billed_seconds=90) == pytest.approx(0.09)  # at 3.6/h, not 1.5/h
+    with db.session() as s:
+        assert estimate(s, add_run(s, state=RunState.queued), gpu) == pytest.approx(7.2)  # 2 h at 3.6/h
+
+
+def test_a_tier_whose_instance_type_has_no_price_is_refused_in_words(tmp_path: Path):
+    path = tmp_path / "tiers.yaml"
+    unpriced = PER_TYPE.replace("instance_type: ml.g5.2xlarge", "instance_type: ml.p4d.24xlarge")
+    with pytest.raises(SpecInvalid) as raised:
+        tiers_of(unpriced, tmp_path)
+    assert raised.value.problems == [
+        f"{path}:2: tiers[0]: tier 'gpu': cost_per_hour has no price for its instance type ml.p4d.24xlarge "
+        "(backend_options.instance_type); priced: ml.g5.2xlarge, ml.g5.xlarge"
+    ]
+    untyped = "tiers:\n  - {name: gpu, cost_per_hour: {ml.g5.xlarge: 1.5}}\n"
+    with pytest.raises(SpecInvalid) as raised:
+        tiers_of(untyped, tmp_path)
+    assert raised.value.problems == [
+        f"{path}:2: tiers[0]: tier 'gpu': cost_per_hour gives prices per instance type (ml.g5.xlarge), but "
+        "backend_options names no instance_type: give one price (cost_per_hour: 1.2)"
+    ]
+    free = PER_TYPE.replace("ml.g5.2xlarge: 3.6", "ml.g5.2xlarge: 0")
+    with pytest.raises(SpecInvalid) as raised:
+        tiers_of(free, tmp_path)
+    assert raised.value.problems == [
+        f"{path}:6: tiers[0].cost_per_hour: must be more than 0 for ml.g5.2xlarge, not 0 (leave it out on a "
+        "free tier)"
+    ]
+
+
 # -- estimates and spend, from the runs in the database ------------------------------------------------
 
 
@@ -333,3 +378,24 @@ def test_every_report_says_what_the_runs_cost_golden():
         ),
     )
     assert "cost" not in headers(CONTEXT)
+
+
+def test_run_and_compare_print_the_estimate_before_and_the_cost_after(tierbot, simple_repo, tmp_path):
+    tiers = tmp_path / "tiers.yaml"  # each run's estimate: 30 min at $1.20 an hour
+    tiers.write_text("tiers:\n  - {name: local, cost_per_hour: 1.2, max_runtime: 30m}\n")
+    env, repo = {"TIERBOT_TIERS_FILE": str(tiers)}, ("--repo", str(simple_repo))
+    ran = tierbot("run", "better", *repo, env=env)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    lines = [" ".join(line.split()) for line in ran.stdout.splitlines()]
+    assert re.fullmatch(r"Queued run 1: better @ [0-9a-f]{7} on local · estimated \$0\.60", lines[0])
+    assert any(re.fullmatch(r"Run 1 succeeded in [\d.]+s: .* · cost <\$0\.01", line) for line in lines), lines
+
+    compared = tierbot("compare", "better", *repo, env=env)  # the branch reused; main runs
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    lines = [" ".join(line.split()) for line in compared.stdout.splitlines()]
+    assert any(
+        # the median of the experiment's last run, the branch's (a second): less than a cent
+        re.fullmatch(r"Baseline run 3: main @ [0-9a-f]{7} \(merge base\) · estimated <\$0\.01", line)
+        for line in lines
+    ), lines
+    assert any("baseline cost <$0.01" in line for line in lines), lines  # the report's header, after

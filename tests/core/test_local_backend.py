@@ -261,5 +261,6 @@ def test_kill_process_group(tmp_path):
 
 def test_backend_for(settings):
     assert isinstance(backend_for(Tier(name="local"), settings), LocalBackend)
-    with pytest.raises(TierbotError, match="Tier 'gpu' is unavailable: backend sagemaker is not provided"):
-        backend_for(Tier(name="gpu", backend="sagemaker"), settings)
+    invalid = "Tier 'gpu' is unavailable: tier 'gpu' has invalid backend_options"
+    with pytest.raises(TierbotError, match=invalid):
+        backend_for(Tier(name="gpu", backend="batch"), settings)

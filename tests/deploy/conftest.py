@@ -3,6 +3,10 @@
 on the Python its run found on the PATH). Every model server and proxy a test started is stopped."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +21,7 @@ from bot.tiers import Requester
 from bot.worker import Worker
 
 from ..conftest import GitRepo
+from ..fakes.waiting import wait_until
 
 SPEC = """\
 name: scaler
@@ -110,5 +115,40 @@ def alive(pid: int) -> bool:
 
 
 def report_of(pipeline: Pipeline, deployment: Deployment) -> str:
-    """The deployment's report, as the page it is."""
-    return Path(pipeline.comparison(deployment.comparison_id).report_path).read_text()
+    """The deployment's report, as the page it is (from the artifact store: a bucket, or this host)."""
+    return pipeline.artifacts.read_text(pipeline.comparison(deployment.comparison_id).report_path)
+
+
+def worker_settings(settings) -> dict[str, str]:
+    """The environment a `tierbot worker` process needs to share a test's data dir, tiers and pace."""
+    env = {
+        "TIERBOT_DATA_DIR": str(settings.data_dir),
+        "TIERBOT_LEASE_SECONDS": str(settings.lease_seconds),
+        "TIERBOT_POLL_SECONDS": "0.05",
+    }
+    return env | ({"TIERBOT_TIERS_FILE": str(settings.tiers_file)} if settings.tiers_file else {})
+
+
+def kill_worker_mid_check(
+    pipeline: Pipeline, deployment_id: int, env: dict[str, str], drop: tuple[str, ...] = ("TIERBOT_",)
+) -> Deployment:
+    """A real `tierbot worker` (this environment less the `drop` prefixes, plus `env`), killed with SIGKILL
+    while it checks the deployment's new version: the deployment as it left it."""
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "bot", "worker"],
+        env=kept | env,
+        start_new_session=True,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        return wait_until(
+            lambda: (
+                (d := deployments_of(pipeline).get(deployment_id)).step == "checking" and d.instance and d
+            ),
+            timeout=120,
+            what="the worker checking the new version",
+        )
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()

@@ -82,3 +82,12 @@ def test_it_captures_answered_predict_bodies_for_the_token_only(state, tmp_path)
     finally:
         served.kill()
         served.wait()
+
+
+def test_a_flood_of_one_request_keeps_the_variety_it_would_push_out():
+    captured = proxy.Captured()
+    for x in range(5):
+        captured.add(json.dumps({"x": [x]}).encode())
+    for _ in range(proxy.CAPTURE_COUNT * 3):  # a client retrying one request, or a probe
+        captured.add(b'{"x": [1]}')
+    assert captured.recent() == [json.dumps({"x": [x]}) for x in (0, 2, 3, 4, 1)]  # newest last

@@ -28,8 +28,14 @@ tiers:
   - name: local
     default: true
   - name: gpu-small
-    backend: sagemaker
-"""  # a tiers file with a tier this installation cannot run
+    backend: batch
+    memory: 4GiB
+    backend_options: {region: us-east-1, job_queue: gpus}
+"""  # a tiers file with a tier this installation cannot run: UNAVAILABLE says why
+UNAVAILABLE = (
+    "AWS Batch tiers send the code and the outputs through the artifact store: set TIERBOT_ARTIFACT_STORE "
+    "to s3://bucket/prefix"
+)
 
 
 @pytest.fixture

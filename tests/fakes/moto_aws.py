@@ -9,12 +9,19 @@ What moto lacks is added here, in the server's process, and nowhere else:
   into the job's log stream from its start, and moto's own put at the end waits for it instead.
 - moto's DescribeJobs leaves out the exit code of a job's container (`container.exitCode`), which AWS
   gives: `_with_exit_code` puts it back.
+- moto stops a job past its timeout (attemptDurationSeconds) without saying why; AWS says "Job attempt
+  duration exceeded timeout": `_timed_out_as_aws_says` does.
+- moto's ECR hands out a token for a registry at AWS's address: `_token_for` makes its proxyEndpoint the
+  local registry of tests/fakes/registry.py, whose password is that token's.
+- moto's SageMaker endpoints serve nothing: tests/fakes/moto_sagemaker_endpoints.py runs their models'
+  containers, with UpdateEndpoint and an InvokeEndpoint forwarded to them.
 - moto starts a job's container on Docker's default bridge, from which 127.0.0.1 (this server, and the
   presigned URLs of its S3) is not reachable: the containers run on the host's network
   (MOTO_DOCKER_NETWORK_MODE=host, moto's own setting), as an AWS job reaches S3 over its VPC.
 
 Fixtures: `aws` (the server, its queue, job image and roles; one per session), `batch_settings` (settings
-with the artifact store in a fresh bucket on that server, polling fast, an instance of the test's own).
+with the artifact store in a fresh bucket on that server, polling fast, an instance of the test's own),
+`ecr` (an ECR repository on the server whose images go to the local registry; one per session).
 """
 
 import io
@@ -26,17 +33,21 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 import pytest
 
 from bot.settings import Settings
 from bot.tiers import Tier
+from tests.fakes import moto_sagemaker, moto_sagemaker_endpoints
 from tests.fakes.moto_s3 import DUMMY, S3Bucket
+from tests.fakes.registry import Registry
+from tests.fakes.registry import registry as registry  # the `ecr` fixture's registry, with this plugin
 
 REGION = "us-east-1"
 BASE_IMAGE = os.environ.get("TIERBOT_TEST_DOCKER_IMAGE", "tierbot-base:bookworm")
-_JSON_SERVICES = ("batch", "logs", "iam")
+_JSON_SERVICES = ("batch", "logs", "iam", "ecr", "sagemaker")
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,31 @@ def _with_exit_code(details):
     return described
 
 
+def _timed_out_as_aws_says(mark_stopped):
+    def stopped(job, success: bool = True) -> None:
+        duration = job._get_attempt_duration()
+        past = (
+            duration
+            and job.job_started_at
+            and datetime.now() >= job.job_started_at + timedelta(seconds=duration)
+        )
+        if not success and not job.job_stopped and not job.stop and past:
+            job.job_stopped_reason = "Job attempt duration exceeded timeout"
+        mark_stopped(job, success)
+
+    return stopped
+
+
+def _token_for(token, endpoint: str):
+    def answer(response):
+        result = token(response)
+        for data in result.result["authorizationData"]:
+            data["proxyEndpoint"] = endpoint
+        return result
+
+    return answer
+
+
 def _run_with_live_logs(run):
     def live(job) -> None:
         job._log_backend = _LiveLogs(job)
@@ -276,8 +312,12 @@ def aws() -> Iterator[Aws]:
     saved_mode = os.environ.get("MOTO_DOCKER_NETWORK_MODE")
     os.environ["MOTO_DOCKER_NETWORK_MODE"] = "host"
     run, details = batch_models.Job.run, batch_models.Job._container_details
+    mark_stopped = batch_models.Job._mark_stopped
     batch_models.Job.run = _run_with_live_logs(run)
     batch_models.Job._container_details = _with_exit_code(details)
+    batch_models.Job._mark_stopped = _timed_out_as_aws_says(mark_stopped)
+    undo_sagemaker = moto_sagemaker.install()  # training jobs that run (tests/fakes/moto_sagemaker.py)
+    undo_endpoints = moto_sagemaker_endpoints.install()  # endpoints that serve (its module docstring)
     server = _Server()
     tag = f"tierbot-test-batch:{uuid.uuid4().hex[:10]}"
     # `python` as well as python3, as in most images experiments run in (the repositories say `python`).
@@ -303,8 +343,11 @@ def aws() -> Iterator[Aws]:
         yield aws
     finally:
         _end_jobs(batch_models)
+        undo_sagemaker()
+        undo_endpoints()
         server.stop()
         batch_models.Job.run, batch_models.Job._container_details = run, details
+        batch_models.Job._mark_stopped = mark_stopped
         if saved_mode is None:
             os.environ.pop("MOTO_DOCKER_NETWORK_MODE", None)
         else:
@@ -320,6 +363,26 @@ def _end_jobs(batch_models) -> None:
             for job in list(backend._jobs.values()):
                 job.terminate("the test session is over")
                 job.join(60)
+
+
+@dataclass(frozen=True)
+class Ecr:
+    registry: Registry  # where the repository's images really go
+    repository: str  # its name in moto's ECR
+
+
+@pytest.fixture(scope="session")
+def ecr(aws: Aws, registry: Registry) -> Iterator[Ecr]:
+    from moto.ecr.responses import ECRResponse
+
+    token = ECRResponse.get_authorization_token
+    ECRResponse.get_authorization_token = _token_for(token, registry.endpoint)
+    repository = f"tierbot-envs-{uuid.uuid4().hex[:8]}"
+    aws.client("ecr").create_repository(repositoryName=repository)
+    try:
+        yield Ecr(registry=registry, repository=repository)
+    finally:
+        ECRResponse.get_authorization_token = token
 
 
 @pytest.fixture

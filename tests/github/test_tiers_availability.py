@@ -2,6 +2,7 @@
 anything is queued, and never the silent default. The tiers stay pure: availability is data the
 composition root hands them (`mark_availability(load_tiers(...), settings)`, as `Pipeline` builds them)."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,12 @@ from bot.tiers import BUILTIN, Requester, Tier, TierSet, load_tiers
 from ..fakes.github_bot import REPO, comment, heads, make_bot, open_pull, replies, settle
 from ..golden import check_golden
 
-NOT_PROVIDED = "backend {} is not provided by this installation yet"
+# A tier this installation cannot run: AWS Batch, with no artifact store in S3 to send code through.
+NO_STORE = (
+    "AWS Batch tiers send the code and the outputs through the artifact store: set TIERBOT_ARTIFACT_STORE "
+    "to s3://bucket/prefix"
+)
+BATCH = {"backend": "batch", "memory": "4GiB", "backend_options": {"region": "us-east-1", "job_queue": "q"}}
 TIERS = """\
 tiers:
   - name: local
@@ -23,9 +29,13 @@ tiers:
     default: true
   - name: gpu-small
     description: one T4
-    backend: sagemaker
+    backend: batch
+    memory: 4GiB
+    backend_options: {region: us-east-1, job_queue: gpus}
   - name: cluster
-    backend: sagemaker
+    backend: batch
+    memory: 4GiB
+    backend_options: {region: us-east-1, job_queue: big}
     access: {slack_users: [U0ADA], github_users: [ada]}
 """
 ADA = Requester(name="ada", slack_user="U0ADA", github_login="ada")
@@ -46,7 +56,7 @@ def marked(settings, tmp_path: Path) -> TierSet:
 def test_each_backend_says_whether_it_can_run_here(settings):
     assert availability(Tier(name="here"), settings) is None
     # docker's and batch's own answers: tests/docker/test_docker_tiers.py, tests/aws/
-    assert availability(Tier(name="t", backend="sagemaker"), settings) == NOT_PROVIDED.format("sagemaker")
+    assert availability(Tier(name="t", **BATCH), settings) == NO_STORE
 
 
 def test_availability_is_data_handed_to_a_copy_of_the_tiers(settings, tmp_path: Path, marked: TierSet):
@@ -54,8 +64,8 @@ def test_availability_is_data_handed_to_a_copy_of_the_tiers(settings, tmp_path: 
     assert [t.unavailable for t in loaded.tiers] == [None, None, None]  # the file alone cannot know
     assert [t.unavailable for t in marked.tiers] == [
         None,
-        NOT_PROVIDED.format("sagemaker"),
-        NOT_PROVIDED.format("sagemaker"),
+        NO_STORE,
+        NO_STORE,
     ]
     assert BUILTIN.with_availability({"local": "gone"}).default.unavailable == "gone"
     assert BUILTIN.default.unavailable is None  # the shared built-in set is left alone
@@ -69,28 +79,31 @@ def test_a_tiers_file_cannot_claim_availability(tmp_path: Path):
 
 
 def test_choosing_an_unavailable_tier_is_refused_with_why(marked: TierSet):
-    said = f"^Tier 'gpu-small' is unavailable: {NOT_PROVIDED.format('sagemaker')}. Tiers you may use: local.$"
-    with pytest.raises(TierUnavailable, match=said):
+    said = f"Tier 'gpu-small' is unavailable: {NO_STORE}. Tiers you may use: local."
+    with pytest.raises(TierUnavailable, match=f"^{re.escape(said)}$"):
         marked.choose("gpu-small", ANYONE)
     with pytest.raises(TierForbidden):  # whom it is for is said first: another installation won't help
         marked.choose("cluster", ANYONE)
-    with pytest.raises(TierUnavailable, match="sagemaker is not provided"):
+    with pytest.raises(TierUnavailable, match="AWS Batch tiers send the code"):
         marked.choose("cluster", ADA)
     assert marked.choose(None, ADA).name == "local"
 
 
 def test_an_unavailable_default_is_never_chosen_silently(settings, tmp_path: Path):
-    text = "tiers:\n  - name: gpu\n    backend: sagemaker\n    default: true\n  - name: local\n"
+    text = (
+        "tiers:\n  - name: gpu\n    default: true\n    backend: batch\n    memory: 4GiB\n"
+        "    backend_options: {region: us-east-1, job_queue: gpus}\n  - name: local\n"
+    )
     tiers = mark_availability(load_tiers(tiers_file(tmp_path, text)), settings)
-    unavailable = "^The default tier 'gpu' is unavailable: backend sagemaker is not"
+    unavailable = "^The default tier 'gpu' is unavailable: AWS Batch tiers send the code"
     with pytest.raises(TierUnavailable, match=unavailable):
         tiers.choose(None, ANYONE)
     assert tiers.choose("local", ANYONE).name == "local"
 
 
 def test_a_run_queued_for_a_tier_that_cannot_run_fails_with_why(settings):
-    with pytest.raises(TierUnavailable, match="Tier 'gpu' is unavailable: backend sagemaker is not provided"):
-        backend_for(Tier(name="gpu", backend="sagemaker"), settings)
+    with pytest.raises(TierUnavailable, match="Tier 'gpu' is unavailable: AWS Batch tiers send the code"):
+        backend_for(Tier(name="gpu", **BATCH), settings)
 
 
 def test_slack_and_github_texts_mark_unavailable_tiers(marked: TierSet):
@@ -120,7 +133,7 @@ def test_a_pull_request_hears_which_tiers_cannot_run_and_runs_nothing_there(bot,
     comment(bot, fake, "/run experiment on gpu-small")
     settle(bot)
     helped, refused = replies(fake)
-    sagemaker = NOT_PROVIDED.format("sagemaker")
-    assert f"- `gpu-small` (unavailable: {sagemaker}): one T4" in helped
-    assert f"Tier 'gpu-small' is unavailable: {sagemaker}. Tiers you may use: local." in refused
+    said = NO_STORE.replace("_", "\\_")  # in Markdown; the refusal is quoted as code
+    assert f"- `gpu-small` (unavailable: {said}): one T4" in helped
+    assert f"Tier 'gpu-small' is unavailable: {NO_STORE}. Tiers you may use: local." in refused
     assert heads(bot) == []
