@@ -31,6 +31,7 @@ from bot.store.reports import NotYet
 
 log = logging.getLogger(__name__)
 LogListener = Callable[[int, str], None]
+SUPERVISE_SECONDS = 10.0  # how soon a dead model server of a live deployment is restarted
 
 
 class RunWatcher:
@@ -113,6 +114,7 @@ class Worker:
         self._reap_at = 0.0  # at start, then every reap_seconds
         self._watcher: RunWatcher | None = None  # of the run being executed, to hand it back
         self._deployer = None  # `bot.deploy.machine.Deployer`, made when first asked
+        self._supervise_at = 0.0
 
     def run_once(self) -> bool:
         """Recover dead workers' runs, handle one webhook delivery or execute one queued run.
@@ -122,6 +124,7 @@ class Worker:
                 self.pipeline.settle_for(run.id)
         if self.only is None:
             self.reap()
+            self.supervise()
         if self.only is None and (self.handle_delivery() or self.sync_report() or self.deploy_once()):
             return True
         if not self.runs:
@@ -158,6 +161,16 @@ class Worker:
         for engine, what in done.items():
             log.info("reaper on %s: %s", engine, what)
 
+    def supervise(self) -> None:
+        """Live versions on this machine whose model server died restarted, or said down
+        (`bot.deploy.supervise`): every SUPERVISE_SECONDS, or as often as the reaper when it is sooner."""
+        if time.monotonic() < self._supervise_at:
+            return
+        self._supervise_at = time.monotonic() + min(SUPERVISE_SECONDS, self.pipeline.settings.reap_seconds)
+        from bot.deploy.supervise import supervise  # loaded with the deployer, on the first pass
+
+        supervise(self._deploys())
+
     def handle_delivery(self) -> bool:
         delivery = self.pipeline.deliveries.claim()
         if delivery is None:
@@ -177,11 +190,14 @@ class Worker:
 
     def deploy_once(self) -> bool:
         """Take one due deployment through its steps (`bot.deploy.machine`)."""
+        return self._deploys().once()
+
+    def _deploys(self):  # -> bot.deploy.machine.Deployer
         if self._deployer is None:
             from bot.deploy.machine import Deployer  # loaded by the workers that deploy, not every command
 
             self._deployer = Deployer(self.pipeline)
-        return self._deployer.once()
+        return self._deployer
 
     def sync_report(self) -> bool:
         claimed = self.pipeline.reports.claim()

@@ -37,6 +37,7 @@ from bot.backends.batch_options import (
 )
 from bot.backends.batch_status import TERMINAL, LogTail, active_jobs, board
 from bot.backends.docker_options import instance_of
+from bot.backends.ecr import ecr_image
 from bot.backends.local import judge as judge_locally
 from bot.backends.process import POLL_SECONDS, Ending, LogSink
 from bot.backends.remote import (
@@ -50,14 +51,13 @@ from bot.backends.remote import (
     attempt,
     failure_of,
 )
-from bot.errors import OutputsRejected, TierbotError
+from bot.errors import OutputsRejected
 from bot.settings import Settings
 from bot.tiers import Tier
 from bot.units import format_duration, format_size
 
 MARGIN_SECONDS = 60.0  # after Batch's own timeout, tierbot stops the job itself
 STOP_WAIT_SECONDS = 120.0  # for a job told to stop to end; then the reaper sees to it
-ENGINE_SECONDS = 60.0
 Stopped = Literal["cancel", "timeout", "queue"]
 _registering = threading.Lock()
 _STOP_REASONS = {
@@ -110,8 +110,8 @@ class BatchBackend:
             bundles.discard(shipment)
 
     def _image(self, job: Job, options: BatchOptions, sink: LogSink, watcher: Watcher) -> str | None:
-        """The job's image: the repository's Dockerfile built, the tier's image, or None when the tier's
-        job definition names it."""
+        """The job's image: the repository's Dockerfile built and pushed to ECR (`bot.backends.ecr`), the
+        tier's image, or None when the tier's job definition names it."""
         if job.dockerfile is not None:
             if options.job_definition is not None:
                 raise BatchOptionsInvalid(
@@ -119,47 +119,13 @@ class BatchBackend:
                     "is its own: the repository's Dockerfile (environment.dockerfile) cannot run there; use "
                     "a tier with backend_options.image"
                 )
-            if options.ecr_repository is None:
-                raise BatchOptionsInvalid(
-                    f"tier {job.tier.name!r} has no ECR repository to push the repository's Dockerfile "
-                    "(environment.dockerfile) to once built, and AWS Batch pulls a job's image from a "
-                    "registry: set backend_options.ecr_repository"
-                )
-            return self._built(job, options, options.ecr_repository, sink, watcher)
+            return ecr_image(self.settings, options, job, self.instance, sink, watcher)
         if options.job_definition is None and options.image is None:
             raise BatchOptionsInvalid(
                 f"tier {job.tier.name!r} has no image (backend_options.image) and the repository names no "
                 "Dockerfile (environment.dockerfile in tierbot.yaml)"
             )
         return options.image
-
-    def _built(
-        self, job: Job, options: BatchOptions, repository: str, sink: LogSink, watcher: Watcher
-    ) -> str:
-        """The repository's Dockerfile built by the docker backend on the bot's engine (DOCKER_HOST), and
-        pushed to the tier's ECR repository (`bot.backends.ecr`): its URI there."""
-        try:
-            from bot.backends.docker_image import EnvironmentCancelled, EnvironmentFailed, environment_image
-            from bot.backends.docker_options import LABEL_INSTANCE, LABEL_RUN, DockerOptions, engine
-            from bot.backends.ecr import pushed_image
-        except ImportError:
-            raise TierbotError(
-                "the repository's Dockerfile is built with Docker: install tierbot[docker]"
-            ) from None
-        docker_options = DockerOptions(build_network=options.build_network)
-        engine_client = engine(docker_options, ENGINE_SECONDS)
-        labels = {LABEL_RUN: str(job.run_id), LABEL_INSTANCE: self.instance}
-        try:
-            local = environment_image(engine_client, job, docker_options, labels, sink, watcher)
-            if watcher.cancelled():
-                raise Cancelled
-            return pushed_image(engine_client, client(self.settings, options, "ecr"), repository, local, sink)
-        except EnvironmentCancelled:
-            raise Cancelled from None
-        except EnvironmentFailed as exc:
-            raise TierbotError(f"environment build failed: {exc}") from None
-        finally:
-            engine_client.close()
 
     def _definition(self, batch: BaseClient, job: Job, options: BatchOptions, image: str) -> str:
         """The job definition of this image on this tier's hardware: registered once, then found by name;

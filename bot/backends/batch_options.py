@@ -17,17 +17,12 @@ queue, the job definition, the ECR repository, the role).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, ValidationError, field_validator
 
-from bot.aws_options import (
-    ROLE_ARN,
-    AwsPlace,
-    client,
-    role_lacks,
-    unavailable,
-)
+from bot.aws_options import ROLE_ARN, client, role_lacks, unavailable
+from bot.backends.ecr import EcrImage, repository_lacks
 from bot.errors import TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
@@ -39,14 +34,13 @@ if TYPE_CHECKING:
 
 SERVICE = "AWS Batch"
 MIN_TIMEOUT_SECONDS = 60  # AWS Batch's least attemptDurationSeconds
-_ECR_REPOSITORY = r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*$"
 
 
 class BatchOptionsInvalid(TierbotError):
     pass
 
 
-class BatchOptions(AwsPlace):
+class BatchOptions(EcrImage):
     """`backend_options` of a batch tier."""
 
     service: ClassVar[str] = SERVICE
@@ -60,12 +54,6 @@ class BatchOptions(AwsPlace):
     image: str | None = Field(
         None, description="The image (with python3) for repositories without a Dockerfile, e.g. an ECR URI."
     )
-    ecr_repository: str | None = Field(
-        None,
-        pattern=_ECR_REPOSITORY,
-        description="The ECR repository (its name, in the tier's region) a repository's Dockerfile, built "
-        "on the bot's Docker Engine, is pushed to for the job to pull; unset: such repositories cannot run.",
-    )
     job_role_arn: str | None = Field(
         None,
         pattern=ROLE_ARN,
@@ -73,10 +61,6 @@ class BatchOptions(AwsPlace):
     )
     max_queue: float | str = Field(
         "1h", validate_default=True, description="How long a job may wait for hardware before it is stopped."
-    )
-    build_network: Literal["none", "bridge", "host"] = Field(
-        "bridge",
-        description="The network a repository's Dockerfile is built on (on the bot's Docker Engine).",
     )
     endpoint_url: str | None = Field(
         None, description="AWS Batch, CloudWatch Logs, ECR and IAM at another address (a test server)."
@@ -152,11 +136,9 @@ def _aws_lacks(settings: Settings, options: BatchOptions) -> str | None:
             f"the job definition {options.job_definition} (backend_options.job_definition) is not "
             f"active in {options.where}"
         )
-    if options.ecr_repository is not None and not _repository_exists(settings, options):
-        return (
-            f"the ECR repository {options.ecr_repository} (backend_options.ecr_repository) is not in "
-            f"{options.where}"
-        )
+    lacks = repository_lacks(settings, options)
+    if lacks is not None:
+        return lacks
     if options.job_role_arn is not None:
         return role_lacks(
             settings, options, options.job_role_arn, "the job role", "backend_options.job_role_arn"
@@ -171,16 +153,3 @@ def _definition_exists(batch: BaseClient, definition: str) -> bool:
     else:
         found = batch.describe_job_definitions(jobDefinitionName=definition, status="ACTIVE")
     return bool(found["jobDefinitions"])
-
-
-def _repository_exists(settings: Settings, options: BatchOptions) -> bool:
-    from botocore.exceptions import ClientError
-
-    try:
-        ecr = client(settings, options, "ecr", quick=True)
-        ecr.describe_repositories(repositoryNames=[options.ecr_repository])
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "RepositoryNotFoundException":
-            return False
-        raise
-    return True

@@ -1,5 +1,7 @@
 """The SageMaker backend: the experiment runs as a SageMaker training job on the tier's instances, its
-code and outputs through the artifact store's bucket (`bot.backends.remote`), as on AWS Batch.
+code and outputs through the artifact store's bucket (`bot.backends.remote`), as on AWS Batch. Its image is
+the tier's `image`, or the repository's Dockerfile built on the bot's Docker Engine and pushed to the
+tier's ECR repository, as on AWS Batch (`bot.backends.ecr`).
 
 A training job's container is started with tierbot's bootstrap as its entrypoint; SageMaker limits each
 of its strings to 256 characters and each Environment value to 512 (a presigned URL made with session
@@ -15,6 +17,10 @@ job that is interrupted and gets no capacity back within max_wait runs once more
 says `retry_on_demand`. Deadlines are SageMaker's (MaxRuntimeInSeconds, MaxWaitTimeInSeconds) and ours: a
 minute after them, or on cancel, tierbot stops the job itself (StopTrainingJob). What the run cost is
 what SageMaker bills: BillableTimeInSeconds (less than the training time for spot), over its attempts.
+
+What SageMaker would refuse of a job (a name over 63 characters, over 100 hyperparameters, a value over
+2,500 characters: a very long run.command) fails the run before an image is built or a job created, in
+words that say what to change (`over_limits`), rather than as AWS's ValidationException.
 """
 
 import re
@@ -29,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from bot.aws_options import client
 from bot.backends import Job, Outcome, OutcomeState, Watcher
 from bot.backends.docker_options import instance_of
+from bot.backends.ecr import ecr_image
 from bot.backends.process import POLL_SECONDS, LogSink
 from bot.backends.remote import (
     BOOTSTRAP_SOURCE,
@@ -48,7 +55,7 @@ from bot.backends.sagemaker_options import (
     stopping_condition,
 )
 from bot.backends.sagemaker_status import TERMINAL, JobLog, JobState, active_jobs
-from bot.errors import OutputsRejected
+from bot.errors import OutputsRejected, TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
 from bot.units import format_duration
@@ -56,6 +63,9 @@ from bot.units import format_duration
 MARGIN_SECONDS = 60.0  # after SageMaker's own limits, tierbot stops the job itself
 STOP_WAIT_SECONDS = 120.0  # for a job told to stop to end; then the reaper sees to it
 MOST_CHARS = 256  # of each string of a training job's entrypoint and arguments
+MOST_NAME_CHARS = 63  # of a training job's name
+MOST_HYPERPARAMETERS = 100
+MOST_VALUE_CHARS = 2_500  # of each hyperparameter's value
 INTERRUPTED = ("Interrupted", "MaxWaitTimeExceeded")
 PRELUDE = (
     "import json,os\n"
@@ -69,6 +79,10 @@ _PROGRAM = PRELUDE + BOOTSTRAP_SOURCE
 ARGUMENTS = [_PROGRAM[i : i + MOST_CHARS] for i in range(0, len(_PROGRAM), MOST_CHARS)]
 _EXIT_CODE = re.compile(r"exit code:? (\d+)", re.IGNORECASE)
 Stopped = Literal["cancel", "timeout"]
+
+
+class OverLimits(TierbotError):
+    """The job would be refused by SageMaker: its name or hyperparameters past SageMaker's limits."""
 
 
 @dataclass
@@ -89,11 +103,6 @@ class SageMakerBackend:
 
     def _run(self, job: Job, watcher: Watcher, sink: LogSink) -> Outcome:
         options = options_of(job.tier)
-        if job.dockerfile is not None:
-            raise SageMakerOptionsInvalid(
-                f"tier {job.tier.name!r} runs the image {options.image}: a repository's Dockerfile "
-                "(environment.dockerfile) does not run on SageMaker tiers yet"
-            )
         watcher.phase("building")
         sagemaker = client(self.settings, options, "sagemaker")
         bundles = Bundles(self.settings, self.instance)
@@ -101,12 +110,16 @@ class SageMakerBackend:
         url_seconds = 2 * (waits.get("MaxWaitTimeInSeconds", waits["MaxRuntimeInSeconds"]) + MARGIN_SECONDS)
         shipment = bundles.ship(job, sink, url_seconds)
         try:
+            refused = over_limits(self._name(job.run_id), shipment.env)
+            if refused is not None:  # before an image is built for a job SageMaker would refuse
+                raise OverLimits(refused)
+            image = self._image(job, options, sink, watcher)
             self._stop_earlier(sagemaker, job.run_id)
             spot, billed = options.spot, 0.0
             while True:
                 if watcher.cancelled():
                     raise Cancelled
-                name = self._create(sagemaker, job, options, shipment.env, spot)
+                name = self._create(sagemaker, job, options, image, shipment.env, spot)
                 sink.line(f"[tierbot: created SageMaker training job {name} ({_kind(spot)})]")
                 watcher.phase("starting")
                 ending = self._supervise(sagemaker, name, job, options, spot, watcher, sink)
@@ -126,19 +139,41 @@ class SageMakerBackend:
         finally:
             bundles.discard(shipment)
 
+    def _image(self, job: Job, options: SageMakerOptions, sink: LogSink, watcher: Watcher) -> str:
+        """The training image: the repository's Dockerfile built and pushed to ECR (`bot.backends.ecr`),
+        else the tier's image."""
+        if job.dockerfile is not None:
+            return ecr_image(self.settings, options, job, self.instance, sink, watcher)
+        if options.image is None:
+            raise SageMakerOptionsInvalid(
+                f"tier {job.tier.name!r} has no image (backend_options.image) for repositories without a "
+                "Dockerfile, and this one names none (environment.dockerfile in tierbot.yaml)"
+            )
+        return options.image
+
+    def _name(self, run_id: int) -> str:
+        """A new training job's name: SageMaker never reuses one, so each attempt has its own nonce."""
+        return f"{job_prefix(self.instance)}{run_id}-{uuid.uuid4().hex[:8]}"
+
     def _stop_earlier(self, sagemaker: BaseClient, run_id: int) -> None:
         """What an earlier attempt of the run (a dead worker's) left running, stopped."""
         for name, _run in active_jobs(sagemaker, f"{job_prefix(self.instance)}{run_id}-", self.instance):
             sagemaker.stop_training_job(TrainingJobName=name)
 
     def _create(
-        self, sagemaker: BaseClient, job: Job, options: SageMakerOptions, env: dict[str, str], spot: bool
+        self,
+        sagemaker: BaseClient,
+        job: Job,
+        options: SageMakerOptions,
+        image: str,
+        env: dict[str, str],
+        spot: bool,
     ) -> str:
-        name = f"{job_prefix(self.instance)}{job.run_id}-{uuid.uuid4().hex[:8]}"
+        name = self._name(job.run_id)
         asked: dict = {
             "TrainingJobName": name,
             "AlgorithmSpecification": {
-                "TrainingImage": options.image,
+                "TrainingImage": image,
                 "TrainingInputMode": "File",
                 "ContainerEntrypoint": ENTRYPOINT,
                 "ContainerArguments": ARGUMENTS,
@@ -208,6 +243,45 @@ def job_prefix(instance: str) -> str:
     """What the names of this instance's training jobs start with: letters, digits and -, 63 in all."""
     safe = re.sub(r"[^A-Za-z0-9]+", "-", instance).strip("-")[:24].strip("-")
     return f"tierbot-{safe}-run-"
+
+
+def over_limits(name: str, hyperparameters: dict[str, str]) -> str | None:
+    """What SageMaker would refuse of the training job (its name, its hyperparameters: the job's
+    variables), said as what to change; None when it takes it all."""
+    if len(name) > MOST_NAME_CHARS:
+        return (
+            f"the training job's name {name} would be {len(name)} characters, and SageMaker takes at most "
+            f"{MOST_NAME_CHARS}: set a shorter TIERBOT_DOCKER_INSTANCE (which names the job)"
+        )
+    if len(hyperparameters) > MOST_HYPERPARAMETERS:
+        return (
+            f"the job has {len(hyperparameters)} variables, and SageMaker takes at most "
+            f"{MOST_HYPERPARAMETERS} hyperparameters, which carry them to the job: give it fewer variables"
+        )
+    for key, value in hyperparameters.items():
+        if len(value) > MOST_VALUE_CHARS:
+            return f"{_value_too_long(key, len(value))}: {_shorter(key)}"
+    return None
+
+
+def _value_too_long(key: str, chars: int) -> str:
+    what = "run.command" if key == "TIERBOT_COMMAND" else f"the job's variable {key}"
+    return (
+        f"{what} is {chars:,} characters, and SageMaker takes at most {MOST_VALUE_CHARS:,} in the "
+        "hyperparameter that carries it to the job"
+    )
+
+
+def _shorter(key: str) -> str:
+    """How the variable `key` gets shorter."""
+    if key == "TIERBOT_COMMAND":
+        return "put the command in a script in the repository, and run that (run.command: sh run.sh)"
+    if key.endswith("_URL"):  # a presigned URL of the artifact store
+        return (
+            "it is a presigned URL of the artifact store: a shorter TIERBOT_ARTIFACT_STORE prefix, or AWS "
+            "credentials without a session token, make it shorter"
+        )
+    return "give it a shorter value"
 
 
 def _kind(spot: bool) -> str:

@@ -2,7 +2,9 @@
 can run here.
 
 A sagemaker tier names the training instances (type, count, volume), the IAM role the job runs with (its
-only AWS credentials, never the bot's: SageMaker requires one), the image (with python3) and the region;
+only AWS credentials, never the bot's: SageMaker requires one), the region, and the image (with python3)
+for repositories without a Dockerfile, or the ECR repository a repository's Dockerfile is pushed to once
+built on the bot's Docker Engine (`ecr_repository`, the operator's: `bot.backends.ecr`), or both;
 `spot: true` asks for managed spot training, waiting for capacity at most `max_wait`, with an optional
 checkpoint S3 URI, and `retry_on_demand: true` runs an interrupted spot job once more on demand. The
 tier's max_runtime is the job's MaxRuntimeInSeconds.
@@ -20,15 +22,8 @@ from typing import ClassVar
 
 from pydantic import Field, ValidationError, field_validator
 
-from bot.aws_options import (
-    ROLE_ARN,
-    AwsPlace,
-    client,
-    one_of,
-    role_lacks,
-    sdk_choices,
-    unavailable,
-)
+from bot.aws_options import ROLE_ARN, client, one_of, role_lacks, sdk_choices, unavailable
+from bot.backends.ecr import EcrImage, repository_lacks
 from bot.errors import TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
@@ -42,7 +37,7 @@ class SageMakerOptionsInvalid(TierbotError):
     pass
 
 
-class SageMakerOptions(AwsPlace):
+class SageMakerOptions(EcrImage):
     """`backend_options` of a sagemaker tier."""
 
     service: ClassVar[str] = SERVICE
@@ -50,7 +45,12 @@ class SageMakerOptions(AwsPlace):
     role_arn: str = Field(
         pattern=ROLE_ARN, description="The IAM role the training job runs with, its only AWS credentials."
     )
-    image: str = Field(min_length=1, description="The training image's URI (with python3), e.g. in ECR.")
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="The training image's URI (with python3) for repositories without a Dockerfile, e.g. "
+        "in ECR.",
+    )
     instance_type: str = Field(description="A SageMaker training instance type, e.g. ml.m5.xlarge.")
     instance_count: int = Field(1, ge=1, description="Instances of the job; the first one's outputs return.")
     volume_size_gb: int = Field(30, ge=1, description="The storage volume of each instance, in GB.")
@@ -66,7 +66,7 @@ class SageMakerOptions(AwsPlace):
     )
     retry_on_demand: bool = Field(False, description="An interrupted spot job runs once more on demand.")
     endpoint_url: str | None = Field(
-        None, description="SageMaker, CloudWatch Logs and IAM at another address (a test server)."
+        None, description="SageMaker, CloudWatch Logs, ECR and IAM at another address (a test server)."
     )
 
     @field_validator("instance_type")
@@ -88,6 +88,11 @@ def options_of(tier: Tier) -> SageMakerOptions:
     except ValidationError as exc:
         problems = "; ".join(in_words(SageMakerOptions, tier.backend_options, exc))
         raise SageMakerOptionsInvalid(f"tier {tier.name!r} has invalid backend_options: {problems}") from None
+    if options.image is None and options.ecr_repository is None:
+        raise SageMakerOptionsInvalid(
+            f"tier {tier.name!r} has no image to run: give backend_options image (for repositories without "
+            "a Dockerfile), ecr_repository (for those with one, built and pushed there), or both"
+        )
     if options.spot and options.max_wait is not None and float(options.max_wait) < tier.runtime_seconds:
         raise SageMakerOptionsInvalid(
             f"tier {tier.name!r}: backend_options.max_wait must be at least the tier's max_runtime (a spot "
@@ -107,7 +112,7 @@ def stopping_condition(tier: Tier, options: SageMakerOptions, spot: bool) -> dic
 
 def missing(tier: Tier, settings: Settings) -> str | None:
     """Why this installation cannot run the sagemaker tier, or None: boto3, the options, the artifact
-    store, SageMaker answering, and the role the tier names."""
+    store, SageMaker answering, and the ECR repository and role the tier names."""
     return unavailable(
         settings, SERVICE, lambda: options_of(tier), lambda options: _aws_lacks(settings, options)
     )
@@ -115,4 +120,6 @@ def missing(tier: Tier, settings: Settings) -> str | None:
 
 def _aws_lacks(settings: Settings, options: SageMakerOptions) -> str | None:
     client(settings, options, "sagemaker", quick=True).list_training_jobs(MaxResults=1)
-    return role_lacks(settings, options, options.role_arn, "the role", "backend_options.role_arn")
+    return repository_lacks(settings, options) or role_lacks(
+        settings, options, options.role_arn, "the role", "backend_options.role_arn"
+    )

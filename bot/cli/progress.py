@@ -2,8 +2,10 @@
 run's last log line is the experiment's to write: it is shown through `term_text`, never obeyed."""
 
 import contextlib
+import signal
 import threading
 import time
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.live import Live
@@ -39,9 +41,10 @@ def execute_and_watch(
         thread = threading.Thread(target=worker.run_forever, args=(stop,), daemon=True, name="cli-worker")
         thread.start()
     try:
-        try:
-            return _watch(pipeline, run_ids, console)
-        except KeyboardInterrupt:
+        with _ctrl_c() as pressed:
+            runs = _watch(pipeline, run_ids, console, pressed)
+            if runs is not None:
+                return runs
             ours = sorted(run_ids if cancel is None else cancel)
             which = ", ".join(map(str, ours))
             console.print(f"[yellow]Interrupted: cancelling run(s) {which}[/] (Ctrl-C again to stop waiting)")
@@ -55,14 +58,41 @@ def execute_and_watch(
             thread.join()
 
 
-def _watch(pipeline: Pipeline, run_ids: set[int], console: Console) -> list[Run]:
+@contextlib.contextmanager
+def _ctrl_c() -> Iterator[threading.Event]:
+    """The first Ctrl-C as an event the watch checks between its reads, the second as KeyboardInterrupt.
+    Raised wherever the main thread is, the first would often land inside a database transaction (the
+    watch reads ten times a second), and SQLite's lock then stays with a connection nobody closes:
+    every other writer of this process (the check run's publisher) waits it out and fails."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread():  # only it receives signals
+        yield pressed
+        return
+
+    def interrupted(_signum, _frame) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _watch(
+    pipeline: Pipeline, run_ids: set[int], console: Console, interrupted: threading.Event | None = None
+) -> list[Run] | None:
+    """The runs once they have all ended; None as soon as `interrupted` is set."""
     with Live(console=console, refresh_per_second=8, transient=not console.is_terminal) as live:
-        while True:
+        while not (interrupted and interrupted.is_set()):
             runs = [pipeline.run(i) for i in sorted(run_ids)]
             live.update(_table(pipeline, runs))
             if all(r.run_state.terminal for r in runs):
                 return runs
             time.sleep(0.1)  # a database read; quick enough to not delay the end of a run
+    return None
 
 
 def _table(pipeline: Pipeline, runs: list[Run]) -> Table:

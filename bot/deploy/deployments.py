@@ -21,6 +21,8 @@ from bot.store.models import Deployment, DeploymentState, Run, utcnow
 from bot.store.queue import LeaseLost
 
 State = DeploymentState
+KEPT_RELEASES = 5  # releases kept for rollback beside the live one (the sagemaker target keeps as many)
+PRUNED = "pruned"  # in a deployment's handle: its release was deleted
 
 
 @dataclass
@@ -259,6 +261,52 @@ class Deployments:
         with self.db.session() as s:
             query = select(Deployment).where(*wanted).order_by(Deployment.id.desc()).limit(limit)
             return list(s.scalars(query))
+
+    # -- between deployments: supervision and pruning -------------------------------------------------
+
+    def live_on(self, targets: tuple[str, ...]) -> list[Deployment]:
+        """The live deployments of these targets, every environment's."""
+        with self.db.session() as s:
+            query = select(Deployment).where(Deployment.state == State.live, Deployment.target.in_(targets))
+            return list(s.scalars(query.order_by(Deployment.id)))
+
+    def deploying_in(self, repository: str, environment: str) -> bool:
+        """Whether a deployment of the environment is under way (it replaces what is live)."""
+        with self.db.session() as s:
+            query = select(Deployment.id).where(
+                Deployment.repository == repository,
+                Deployment.environment == environment,
+                Deployment.state == State.deploying,
+            )
+            return s.scalars(query.limit(1)).first() is not None
+
+    def supervised(self, deployment_id: int, instance: dict, reason: str) -> bool:
+        """A live deployment's version restarted (its new handle) or found down, between deployments (no
+        lease: the environment's route lock is held); whether it was still live."""
+        with self.db.session() as s:
+            done = s.execute(
+                update(Deployment)
+                .where(Deployment.id == deployment_id, Deployment.state == State.live)
+                .values(instance=instance, reason=reason)
+            )
+            return done.rowcount == 1
+
+    def releases(self, repository: str, environment: str) -> list[Deployment]:
+        """The deployments whose release is kept (live or retired, not pruned), newest first."""
+        with self.db.session() as s:
+            query = select(Deployment).where(
+                Deployment.repository == repository,
+                Deployment.environment == environment,
+                Deployment.state.in_([State.live, State.retired]),
+            )
+            found = s.scalars(query.order_by(Deployment.id.desc()))
+            return [d for d in found if d.instance and not d.instance.get(PRUNED)]
+
+    def pruned(self, deployment_ids: list[int]) -> None:
+        """Their releases were deleted: a rollback to them says they are no longer kept."""
+        with self.db.session() as s:
+            for d in s.scalars(select(Deployment).where(Deployment.id.in_(deployment_ids))):
+                d.instance = d.instance | {PRUNED: True}
 
 
 def more_targets(stored: list[dict], added: list[dict]) -> list[dict]:

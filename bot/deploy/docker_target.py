@@ -44,6 +44,7 @@ from bot.backends.docker_options import LABEL_INSTANCE, LABEL_RUN, engine, insta
 from bot.backends.process import LogSink
 from bot.checkout import CodeCache
 from bot.deploy import DeployFailed, Log, Release, Version, model_server
+from bot.deploy.local_options import StableAddress, stable_address
 from bot.deploy.processes import last_lines, read_json
 from bot.deploy.stable_url import HOST, BuildWatcher, StableUrl, artifact_of
 from bot.errors import TierbotError
@@ -87,12 +88,21 @@ def docker_target(pipeline: Pipeline, deployment: Deployment) -> "DockerTarget":
     run = pipeline.run(deployment.run_id)
     dockerfile = Spec.model_validate(run.spec).environment.dockerfile
     tier = serving_tier(pipeline.tiers, run.tier)
+    address = stable_address(pipeline.tiers, deployment.environment, "docker")
     return DockerTarget(
-        pipeline.settings, pipeline.code, deployment.repository, deployment.environment, tier, dockerfile
+        pipeline.settings,
+        pipeline.code,
+        deployment.repository,
+        deployment.environment,
+        tier,
+        dockerfile,
+        address,
     )
 
 
 class DockerTarget(StableUrl):
+    target = "docker"
+
     def __init__(
         self,
         settings: Settings,
@@ -101,14 +111,18 @@ class DockerTarget(StableUrl):
         environment: str,
         tier: Tier,
         dockerfile: str | None,
+        address: StableAddress | None = None,
     ):
-        super().__init__(settings, code, repository, environment)
-        self.environment, self.tier, self.dockerfile = environment, tier, dockerfile
+        super().__init__(settings, code, repository, environment, address)
+        self.tier, self.dockerfile = tier, dockerfile
         self.instance = instance_of(settings)
         try:
             self.options = options_of(tier)
         except TierbotError as exc:
             raise DeployFailed(str(exc)) from None
+
+    def _container(self, release: str) -> str:
+        return f"tierbot-deploy-{self.instance}-{release}"
 
     @contextlib.contextmanager
     def _engine(self) -> Iterator[docker.DockerClient]:
@@ -144,7 +158,7 @@ class DockerTarget(StableUrl):
         release_dir = Path(handle["release"])
         if not (release_dir / "version.json").exists():
             raise DeployFailed(f"the release in {release_dir} is no longer kept")
-        name = f"tierbot-deploy-{self.instance}-{release_dir.name}"
+        name = self._container(release_dir.name)
         port = _free_port()
         with self._engine() as client:
             image = self._image(client, handle, release_dir, log)
@@ -252,25 +266,38 @@ class DockerTarget(StableUrl):
         raise DeployFailed(f"the model server did not listen within {START_SECONDS:g} s: {said}")
 
     def problem(self, handle: dict) -> str | None:
+        return self._trouble(handle)[0]
+
+    def down(self, handle: dict) -> str | None:
+        """Why the version is down for good, or None: a crashed container its engine is restarting is
+        not (`unless-stopped`); one that was stopped or killed by hand, or removed, is."""
+        problem, restarting = self._trouble(handle)
+        return None if restarting else problem
+
+    def _trouble(self, handle: dict) -> tuple[str | None, bool]:
+        """Why the version cannot answer (None while it runs), and whether its engine is restarting it."""
         name = handle.get("container")
         if not name:
-            return "it was never started"
+            return "it was never started", False
         try:
             with self._engine() as client:
                 try:
                     state = client.api.inspect_container(name)["State"]
                 except docker.errors.NotFound:
-                    return f"its container {name} is gone"
+                    return f"its container {name} is gone", False
                 if state.get("Running") and not state.get("Restarting"):
-                    return None
+                    return None, False
                 said = _said(client, name, LOG_LINES)
         except DeployFailed as exc:
-            return str(exc)
+            return str(exc), False
         code, oom = state.get("ExitCode"), " (out of memory)" if state.get("OOMKilled") else ""
         if state.get("Restarting"):
             times = state.get("RestartCount", 0)
-            return f"its container {name} keeps crashing{oom} (exit code {code}, {times} restarts): {said}"
-        return f"its container {name} exited with code {code}{oom}: {said}"
+            return (
+                f"its container {name} keeps crashing{oom} (exit code {code}, {times} restarts): {said}",
+                True,
+            )
+        return f"its container {name} exited with code {code}{oom}: {said}", False
 
     def stop(self, handle: dict) -> None:
         name = handle.get("container")
@@ -280,6 +307,16 @@ class DockerTarget(StableUrl):
             with contextlib.suppress(docker.errors.NotFound):
                 client.api.stop(name, timeout=STOP_SECONDS)  # SIGTERM: it drains; SIGKILL after
             _remove(client, name)
+
+    def prune(self, kept: set[str]) -> list[str]:
+        """The releases not `kept` deleted, and any container of theirs (their stop removed it, unless a
+        hand or an engine restart brought it back). Their images are the runs' too: the reaper's."""
+        pruned = super().prune(kept)
+        if pruned:
+            with self._engine() as client:
+                for name in pruned:
+                    _remove(client, self._container(name))
+        return pruned
 
 
 def remove_strays(client: docker.DockerClient, instance: str, serving: Callable[[int], bool]) -> list[str]:

@@ -9,7 +9,9 @@ and its release directory on its command line.
 import os
 import shutil
 import signal
+import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from bot.backends.process import LogSink, run_process
@@ -65,7 +67,8 @@ class LocalTarget(StableUrl):
                 raise DeployFailed(f"the model server did not listen within {START_SECONDS:g} s: {said}")
             raise DeployFailed(f"the model server exited with code {code}: {said}")
         log(f"the model server listens on port {ready['port']} (pid {ready['pid']})")
-        handle = handle | {"pid": ready["pid"], "port": ready["port"]}
+        # The machine is in the handle: a process is only this machine's to find, restart or stop.
+        handle = handle | {"pid": ready["pid"], "port": ready["port"], "machine": socket.gethostname()}
         return Version(url=f"http://{HOST}:{ready['port']}", handle=handle)
 
     def _python(self, code: Path, requirements: str | None, release_dir: Path, log: Log) -> str:
@@ -103,6 +106,27 @@ class LocalTarget(StableUrl):
         if not ours(handle["pid"], handle["release"]):
             return f"its model server (pid {handle['pid']}) is not running"
         return None
+
+    def down(self, handle: dict) -> str | None:
+        """Why the version is down: nothing restarts a model server process but tierbot (`revive`).
+        None on another machine than the one it runs on: that machine's workers see to it."""
+        if handle.get("machine", socket.gethostname()) != socket.gethostname():
+            return None
+        return self.problem(handle)
+
+    def revive(self, handle: dict, log: Log, note: dict, record: Callable[[dict], None]) -> bool:
+        """The routed version whose model server died, started again from its kept release, routed to,
+        and its new handle (with `note`) `record`ed, all under the route lock: a deployment's switch
+        waits, then stops what the record says. False (nothing done) when the route moved on meanwhile
+        or the server answers again."""
+        with self.route_lock():
+            if self.routed() != handle or self.problem(handle) is None:
+                return False
+            version = self.restart(handle, log)
+            revived = version.handle | {"url": version.url} | note
+            self.route(Version(url=version.url, handle=revived))
+            record(revived)
+            return True
 
     def stop(self, handle: dict) -> None:
         if handle.get("pid"):

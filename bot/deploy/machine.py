@@ -15,14 +15,17 @@ it serves again was live before.
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from bot.aws_options import NOT_INSTALLED as AWS_NOT_INSTALLED
 from bot.backends.docker_options import NOT_INSTALLED
 from bot.deploy import DeployFailed, Target, Version, checks
-from bot.deploy.deployments import Deployments, State
+from bot.deploy.deployments import KEPT_RELEASES, Deployments, State
 from bot.deploy.local import LocalTarget
+from bot.deploy.local_options import stable_address
 from bot.deploy.plan import deployments_of, release, run_section, submit_run
 from bot.deploy.report import Attempt, write_report
+from bot.deploy.stable_url import StableUrl
 from bot.pipeline import Pipeline
 from bot.spec import Spec
 from bot.store.models import Deployment
@@ -33,6 +36,11 @@ log = logging.getLogger(__name__)
 
 class Refused(DeployFailed):
     """The prediction diff changed more answers than `deploy.max_changed` allows."""
+
+
+def live_reason(d: Deployment) -> str:
+    """What a live deployment's reason says first."""
+    return f"live at {d.url}, {'rolled back to' if d.kind == 'rollback' else 'serving'} {d.short_sha}"
 
 
 class Deployer:
@@ -61,9 +69,9 @@ class Deployer:
             raise DeployFailed(
                 f"deploy target {deployment.target!r} is unknown: use local, docker or sagemaker"
             )
-        return LocalTarget(
-            self.pipeline.settings, self.pipeline.code, deployment.repository, deployment.environment
-        )
+        settings, code = self.pipeline.settings, self.pipeline.code
+        address = stable_address(self.pipeline.tiers, deployment.environment, "local")
+        return LocalTarget(settings, code, deployment.repository, deployment.environment, address)
 
     def once(self) -> bool:
         """Work on one deployment, if one is due; whether there was anything to do."""
@@ -116,10 +124,12 @@ class Deployer:
         run = self.pipeline.run(d.run_id)
         deploy = attempt.deploy = run_section(run)
         attempt.tolerance = deploy.compare or Spec.model_validate(run.spec).compare.json_tolerance
+        previous = self._previous(d)
+        save(previous_id=previous.id if previous else None)  # before the URL: its failure keeps the old
+        d.previous_id = previous.id if previous else None
         target = self.target_for(d)
         d.url = target.url()
-        previous = self._previous(d)
-        save(url=d.url, previous_id=previous.id if previous else None)
+        save(url=d.url)
         if d.step in ("starting", "restarting", "checking"):
             version = self._start(d, target, attempt, run)
             self._check(d, version, previous, target, attempt)
@@ -127,13 +137,31 @@ class Deployer:
             save(step="switching")
         if d.step == "switching":
             self._switch(d, target, attempt)
+        if previous is not None:  # its handle now: the supervisor may have restarted it since
+            previous = self.deployments.get(previous.id)
         if previous is not None and previous.instance and previous.instance != d.instance:
             attempt.steps(
                 f"draining and stopping deployment {previous.id} ({previous.short_sha}); its release is kept"
             )
             target.stop(previous.instance)
-        what = "rolled back to" if d.kind == "rollback" else "serving"
-        self._end(d, attempt, State.live, f"live at {d.url}, {what} {d.short_sha}")
+        self._prune(d, target, attempt)
+        self._end(d, attempt, State.live, live_reason(d))
+
+    def _prune(self, d: Deployment, target: Target, attempt: Attempt) -> None:
+        """Releases on this machine beyond the new one and the newest KEPT_RELEASES others deleted (the
+        sagemaker target prunes its own)."""
+        if not isinstance(target, StableUrl):
+            return
+        others = [x for x in self.deployments.releases(d.repository, d.environment) if x.target == d.target]
+        names = [Path(x.instance["release"]).name for x in [d, *others]]
+        kept = list(dict.fromkeys(names))[: KEPT_RELEASES + 1]
+        removed = target.prune(set(kept))
+        self.deployments.pruned([x.id for x, name in zip(others, names[1:], strict=True) if name not in kept])
+        if removed:
+            attempt.steps(
+                f"releases of deployments {', '.join(removed)} deleted: the newest {KEPT_RELEASES} are kept "
+                "beside the live one"
+            )
 
     def _switch(self, d: Deployment, target: Target, attempt: Attempt) -> None:
         """New traffic to the new version (unless a dead attempt switched it already), then `draining`."""

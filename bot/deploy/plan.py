@@ -10,7 +10,7 @@ commit first. What is deployed is then exactly what was compared: the very blob 
 from bot import targets
 from bot.artifacts import ArtifactUnavailable
 from bot.deploy import DeployFailed, Release
-from bot.deploy.deployments import Deployments
+from bot.deploy.deployments import KEPT_RELEASES, PRUNED, Deployments
 from bot.errors import TierbotError
 from bot.manifest import FileEntry
 from bot.pipeline import AlreadyRequested, Pipeline
@@ -135,17 +135,25 @@ def request_rollback(
     live = deployments.live(repository, environment)
     if live is None:
         raise TierbotError(f"nothing is live in {environment} of {repository}: there is nothing to roll back")
-    kept = [
+    replaced = [
         d
         for d in deployments.recent(repository, environment, limit=200)
         if d.state == DeploymentState.retired and d.instance
     ]
-    if to is not None:
-        source = next((d for d in kept if d.sha.startswith(to.lower())), None) if len(to) >= 4 else None
-    else:
+    kept = [d for d in replaced if not d.instance.get(PRUNED)]
+    named = (lambda d: d.sha.startswith(to.lower())) if to is not None and len(to) >= 4 else None
+    if to is None:
         source = next((d for d in kept if d.sha != live.sha), None)
+    else:
+        source = next(filter(named, kept), None) if named else None
     if source is None:
         known = ", ".join(dict.fromkeys(d.short_sha for d in kept)) or "none"
+        pruned = next(filter(named, replaced), None) if named else None
+        if pruned is not None:
+            raise TierbotError(
+                f"the release of {pruned.short_sha} is no longer kept in {environment}: the newest "
+                f"{KEPT_RELEASES} are kept beside the live one ({live.short_sha}; kept: {known})"
+            )
         which = f"to {to}" if to else "to"
         raise TierbotError(
             f"no release {which} roll back to in {environment} (live: {live.short_sha}; kept: {known})"

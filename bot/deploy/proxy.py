@@ -24,6 +24,7 @@ import hmac
 import http.client
 import json
 import os
+import socket
 import sys
 import threading
 from collections import OrderedDict
@@ -224,8 +225,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     handler = type("ProxyHandler", (Handler,), {"proxy": Proxy(args.state)})
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET  # `listen: "[::]:8500"`
+    server_class = type("ProxyServer", (ThreadingHTTPServer,), {"address_family": family})
     try:
-        server = ThreadingHTTPServer((args.host, args.port), handler)
+        server = server_class((args.host, args.port), handler)
     except OSError as exc:
         print(f"tierbot proxy: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
         return PORT_TAKEN

@@ -10,6 +10,8 @@ repository: `deploy_targets.<environment>.sagemaker`, beside `deploy_access`.
           instance_type: ml.m5.large
           instance_count: 1
           endpoint_name: scaler-production    # optional; tierbot-<repository>-<hash>-<environment>
+          capture_percentage: 20              # of requests captured for the prediction diff; 0: none
+          capture_retention: 7d               # how long captured requests stay in the bucket
 
 A repository's tierbot.yaml only says `deploy.target: sagemaker` and the environment: the role, the
 image and the account stay with the operator, and an experiment run never sees them (runs get nothing of
@@ -21,15 +23,14 @@ serving. Nothing here imports boto3: the instance types come from botocore's ser
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import xxhash
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from bot.aws_options import ROLE_ARN, AwsPlace, one_of, sdk_choices
-from bot.deploy import DeployFailed
+from bot.deploy.target_options import target_options
 from bot.units import positive_duration
-from bot.yaml_errors import in_words
 
 if TYPE_CHECKING:
     from bot.tiers import TierSet
@@ -55,7 +56,21 @@ class SageMakerDeploy(AwsPlace):
         None, pattern=_NAME, description="The environment's endpoint; unset: named after the repository."
     )
     start_timeout: float | str = Field(
-        "30m", description="How long an endpoint may take to come InService (SageMaker takes minutes)."
+        "30m",
+        validate_default=True,  # seconds, as the validator makes them
+        description="How long an endpoint may take to come InService (SageMaker takes minutes).",
+    )
+    capture_percentage: int = Field(
+        20,
+        ge=0,
+        le=100,
+        description="Requests SageMaker's Data Capture keeps (in the artifact store's bucket) for the next "
+        "deployment's prediction diff, in percent; 0: none, the diff replays the smoke request only.",
+    )
+    capture_retention: float | str = Field(
+        "7d",
+        validate_default=True,
+        description="How long captured requests stay in the bucket (deleted by the next deployment).",
     )
     endpoint_url: str | None = Field(
         None, description="SageMaker and its runtime at another address (a VPC endpoint, a test server)."
@@ -67,26 +82,16 @@ class SageMakerDeploy(AwsPlace):
         hosting = sdk_choices("sagemaker", "ProductionVariantInstanceType")
         return one_of(value, hosting, "a SageMaker hosting instance type", "ml.m5.large")
 
-    @field_validator("start_timeout")
+    @field_validator("start_timeout", "capture_retention")
     @classmethod
-    def _start_timeout(cls, value: float | str) -> float:
-        return positive_duration(value, "start_timeout")
+    def _durations(cls, value: float | str, info: ValidationInfo) -> float:
+        return positive_duration(value, info.field_name)
 
 
 def deploy_options(tiers: TierSet, environment: str) -> SageMakerDeploy:
     """The environment's sagemaker options, or DeployFailed that says what to write, or what is wrong."""
-    raw: Any = tiers.deploy_targets.get(environment, {}).get("sagemaker")
-    where = f"deploy_targets.{environment}.sagemaker"
-    if raw is None:
-        raise DeployFailed(
-            f"deploy.target: sagemaker needs {where} in the tiers file (TIERBOT_TIERS_FILE): the region, "
-            "role_arn, image and instance_type of the environment's endpoint"
-        )
-    try:
-        return SageMakerDeploy.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(in_words(SageMakerDeploy, raw, exc))
-        raise DeployFailed(f"{where} in the tiers file is invalid: {problems}") from None
+    needs = "the region, role_arn, image and instance_type of the environment's endpoint"
+    return target_options(tiers, environment, "sagemaker", SageMakerDeploy, missing=needs)
 
 
 def endpoint_name(options: SageMakerDeploy, repository: str, environment: str) -> str:

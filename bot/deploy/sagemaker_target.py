@@ -24,8 +24,11 @@ A handle is `{"release": name, "url": its candidate's invocation URL}`, a functi
 `routed` rebuilds it from the stable endpoint's config. `stop` deletes the version's candidate (and any
 other candidate of the environment: one deployment at a time, so none is being checked then) and prunes
 releases: the routed one and the newest `KEEP` others stay for rollback (models and configs cost
-nothing; their model data little), older ones are deleted. SageMaker's Data Capture is not read yet:
-`captured` is empty, and the prediction diff replays the smoke request.
+nothing; their model data little), older ones are deleted, and so are captured requests past their
+retention. Each endpoint config captures a share of the requests it serves (SageMaker's Data Capture, into
+the bucket: `bot.deploy.sagemaker_capture`): `captured` reads what the environment's endpoint served
+recently, for the next deployment's prediction diff. The checks' own requests carry an InferenceId that
+tells them apart there.
 """
 
 import contextlib
@@ -44,6 +47,7 @@ from bot.artifacts_s3 import S3Store
 from bot.aws_options import client, short
 from bot.checkout import CodeCache
 from bot.deploy import DeployFailed, Log, Release, Version, model_server
+from bot.deploy.sagemaker_capture import CHECKS, DataCapture
 from bot.deploy.sagemaker_options import SageMakerDeploy, deploy_options, endpoint_name, release_name
 from bot.pipeline import Pipeline
 from bot.settings import Settings
@@ -82,6 +86,13 @@ class SageMakerTarget:
         self.api = client(settings, options, "sagemaker")
         self.runtime = client(settings, options, "sagemaker-runtime")
         self.store = S3Store(settings, settings.artifact_store)
+        self.capture = DataCapture(
+            self.store.client,
+            self.store.bucket,
+            self.store.prefix,
+            options.capture_percentage,
+            options.capture_retention,
+        )
 
     @contextlib.contextmanager
     def _aws(self, what: str) -> Iterator[None]:
@@ -137,8 +148,12 @@ class SageMakerTarget:
                 "InitialInstanceCount": self.options.instance_count,
                 "InitialVariantWeight": 1.0,
             }
+            capture = self.capture.config()
             self.api.create_endpoint_config(
-                EndpointConfigName=name, ProductionVariants=[variant], Tags=tagged
+                EndpointConfigName=name,
+                ProductionVariants=[variant],
+                Tags=tagged,
+                **({"DataCaptureConfig": capture} if capture else {}),
             )
         log(f"model and endpoint config {name} ({self.options.image})")
         return self.restart(self._handle(name), log)
@@ -199,6 +214,7 @@ class SageMakerTarget:
         with self._aws(f"deleting the endpoint {handle['release']}"):
             self._remove_endpoint(handle["release"])
             self._prune()
+            self.capture.clean(self.stable, lambda endpoint: self._names.match(endpoint) is not None)
 
     # -- traffic --------------------------------------------------------------------------------------
 
@@ -226,7 +242,8 @@ class SageMakerTarget:
             self._remove_endpoint(name)  # served by the environment's endpoint now: no instances twice
 
     def captured(self) -> list[str]:
-        return []
+        with self._aws(f"reading the requests {self.stable} captured"):
+            return self.capture.recent(self.stable)
 
     def caller(self) -> "Invoker":
         return Invoker(self)
@@ -349,6 +366,7 @@ class Invoker:
                     Body=body.encode(),
                     ContentType="application/json",
                     Accept="application/json",
+                    InferenceId=CHECKS,  # not replayed as a client's request (sagemaker_capture)
                 )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "ModelError":

@@ -82,7 +82,7 @@ class GitHubDeployments:
 
     @staticmethod
     def _status(found: GitHubDeployment, deployment: Deployment, report: str | None) -> None:
-        state = STATUS[DeploymentState(deployment.state)]
+        state = "error" if deployment.down else STATUS[DeploymentState(deployment.state)]
         description = _description(deployment)
         latest = next(iter(found.get_statuses()), None)
         if latest is not None and (latest.state, latest.description) == (state, description):

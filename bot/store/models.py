@@ -334,6 +334,9 @@ DEPLOYING = "state = 'deploying'"
 DEPLOY_ONCE = "kind = 'deploy'"
 
 
+DOWN = "down"  # in a live deployment's instance: when it was found down for good, ISO 8601
+
+
 class Deployment(Base):
     """A commit's model served in an environment (`bot.deploy`): a row of the deploy queue, and the
     record of what is live where. Its steps resume from `step` when the worker taking it dies."""
@@ -377,6 +380,11 @@ class Deployment(Base):
     @property
     def deployment_state(self) -> DeploymentState:
         return DeploymentState(self.state)
+
+    @property
+    def down(self) -> bool:
+        """A live version that stopped and was left down (`bot.deploy.supervise`): nothing serves it."""
+        return bool((self.instance or {}).get(DOWN))
 
     @property
     def short_sha(self) -> str:

@@ -11,6 +11,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+from bot.deploy.local import stop_environment
+from bot.deploy.stable_url import environment_dir
+from bot.settings import Settings
+
 
 def demo(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERBOT_")}
@@ -38,6 +42,8 @@ def test_demo_compares_then_reuses_both_sides(tmp_path: Path):
     assert "FAIL metric test.log_loss" in second.stdout
     kept = Path(second.stdout.split("The example repository is kept: ")[1].split()[0])
     assert (kept / ".git").is_dir()
+    # --keep keeps the model serving too; this test stops it, as `tierbot demo` without --keep does
+    stop_environment(environment_dir(Settings(data_dir=tmp_path / "data"), str(kept), "production"))
     shutil.rmtree(kept)
 
 

@@ -16,6 +16,7 @@ from bot.deploy.docker_target import LABEL_DEPLOY_INSTANCE, LABEL_DEPLOYMENT, do
 from bot.deploy.plan import deployments_of, request_deploy, request_rollback
 from bot.pipeline import Pipeline
 from bot.tiers import Requester
+from bot.worker import Worker
 
 from ..docker import conftest as on_docker
 from ..fakes.waiting import wait_until
@@ -220,3 +221,21 @@ def test_a_worker_killed_mid_deploy_is_resumed_and_its_half_started_container_re
     assert list(serving(engine, instance)) == [str(second.id)]  # started again under the same name
     assert done.instance["port"] != checking.instance["port"]  # a new container, not the orphan
     assert predict(first.url, {"x": [1]}).json() == {"y": [3.0]}
+
+
+def test_a_worker_pass_says_a_container_stopped_for_good_is_down(engine, pipeline, scaler):
+    deployment = deploy(pipeline, str(scaler.path), scaler.git("rev-parse", "HEAD"))
+    name = deployment.instance["container"]
+    pipeline.settings.reap_seconds = 0.01  # the worker's periodic pass, at once
+    Worker(pipeline).run_once()
+    assert deployments_of(pipeline).get(deployment.id).reason == deployment.reason  # serving: nothing said
+
+    engine.api.kill(name)  # stopped by a hand: its engine does not restart it, nor does tierbot
+    wait_until(lambda: not engine.api.inspect_container(name)["State"]["Running"], what="the stop")
+    Worker(pipeline).run_once()
+
+    down = deployments_of(pipeline).get(deployment.id)
+    assert down.reason.startswith("DOWN since ")
+    assert f"its container {name} exited with code 137: " in down.reason
+    assert "; its engine will not restart it. Left down: deploy a fix, or roll back" in down.reason
+    assert not engine.api.inspect_container(name)["State"]["Running"]

@@ -2,6 +2,8 @@
 not) and `push` deliveries to the running bot, the experiment fetched from a bare repository, a real
 model server behind the proxy, and what crossed to the fake GitHub's Deployments API and pull request."""
 
+import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -9,13 +11,16 @@ from pathlib import Path
 import pytest
 import requests
 
+from bot.deploy.machine import Deployer
 from bot.deploy.plan import deployments_of
+from bot.deploy.supervise import RESTARTED, RESTARTS, supervise
+from bot.store.models import Deployment, utcnow
 from bot.worker import Worker
 
 from ..conftest import GitRepo
 from ..fakes.github_bot import REPO, make_bot, ours, pull_request, settle
 from ..fakes.waiting import wait_until
-from .conftest import BROKEN_SERVE, SPEC, predict
+from .conftest import BROKEN_SERVE, SPEC, alive, predict
 
 PUBLIC_URL = "https://tierbot.example"
 SLOW_SMOKE = SPEC.replace("smoke: {x: [1, 2]}", "smoke: {x: [1, 2], sleep: 1.5}")
@@ -123,6 +128,23 @@ def test_a_merged_pull_request_deploys_and_github_hears_it_go(bot, fake, scaler,
     (comment,) = wait_until(lambda: [c for c in ours(fake) if "Deployed" in c.body])
     assert comment.body.startswith("<!-- tierbot:deploy environment=production -->\n")
     assert f"🚀 Deployed `{sha[:7]}` to **production**: {deployment.url}" in comment.body
+
+
+def test_a_version_left_down_is_an_error_on_github(bot, fake, scaler, bare, workers):
+    payload = merged(fake, scaler, bare, {"scale.txt": "3"})
+    assert bot.deliver("pull_request", payload).status_code == 202
+    (found,) = wait_until(lambda: (d := github_deployments(fake)) and "success" in states(d[0]) and d)
+    (deployment,) = deployments_of(bot.pipeline).recent()
+    now = utcnow().isoformat()
+    with bot.pipeline.db.session() as s:  # it died three times in the last minutes: the next is too many
+        s.get(Deployment, deployment.id).instance = deployment.instance | {RESTARTED: [now] * RESTARTS}
+    os.kill(deployment.instance["pid"], signal.SIGKILL)
+    wait_until(lambda: not alive(deployment.instance["pid"]), what="the model server's end")
+
+    supervise(Deployer(bot.pipeline))
+
+    wait_until(lambda: states(github_deployments(fake)[0])[-1] == "error", timeout=60)
+    assert github_deployments(fake)[0].statuses[-1].description.startswith("DOWN since ")
 
 
 def test_a_pull_request_closed_without_merging_deploys_nothing(bot, fake, scaler, bare):

@@ -3,9 +3,11 @@
 image of the base image whose entrypoint is tierbot's model server from the model data), the artifact
 store in a bucket on that server, and the deploy tests' `scaler` experiment run locally. A merge is
 served through InvokeEndpoint; a broken predict, a refused prediction diff and a failed switch leave the
-old release serving; a rollback; a worker killed mid-deploy; bad deploy options. No endpoint and no
-container is left after a test."""
+old release serving; a rollback; a worker killed mid-deploy; bad deploy options; the requests the live
+endpoint served (SageMaker's Data Capture, written by the fake to the bucket) replayed in the next
+prediction diff. No endpoint and no container is left after a test."""
 
+import base64
 import io
 import json
 import uuid
@@ -14,6 +16,7 @@ import pytest
 import yaml
 
 from bot.deploy.plan import request_deploy, request_rollback
+from bot.deploy.sagemaker_options import SageMakerDeploy, endpoint_name, release_name
 from bot.pipeline import Pipeline
 from bot.tiers import Requester
 from tests.fakes.moto_aws import BASE_IMAGE, REGION
@@ -51,7 +54,7 @@ def serving_image(aws):
 def options(aws, image: str, **changed) -> dict:
     base = {
         "region": REGION, "role_arn": aws.job_role, "image": image, "instance_type": "ml.m5.large",
-        "endpoint_url": aws.endpoint, "start_timeout": "90s",
+        "endpoint_url": aws.endpoint, "start_timeout": "90s", "capture_percentage": 100,
     }  # fmt: skip
     return base | changed
 
@@ -85,15 +88,19 @@ def sagemaker(aws):
 
 @pytest.fixture(autouse=True)
 def nothing_left(aws, scaler, sagemaker):
-    """Every endpoint of the test's repository deleted, and with them every container (by label)."""
+    """Every endpoint of the test's repository deleted, and with them every container of its endpoints (by
+    label: other test sessions on the machine may be serving theirs)."""
     yield
     import docker
 
     for endpoint in endpoints(sagemaker):
         sagemaker.delete_endpoint(EndpointName=endpoint)
+    unnamed = SageMakerDeploy.model_construct(endpoint_name=None)
+    ours = release_name(endpoint_name(unnamed, str(scaler.path), "production"), 0).removesuffix("-d0")
     engine = docker.from_env()
     try:
-        assert engine.containers.list(all=True, filters={"label": LABEL}) == []
+        left = engine.containers.list(all=True, filters={"label": LABEL})
+        assert [c.name for c in left if c.labels[LABEL].startswith(ours)] == []
     finally:
         engine.close()
 
@@ -117,6 +124,24 @@ def invoke(aws, url: str, body: dict) -> dict:
 def serving_config(sagemaker, url: str) -> str:
     name = url.split("/endpoints/")[1].split("/")[0]
     return sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"]
+
+
+def capture_folder(pipeline: Pipeline) -> tuple[str, str]:
+    """The bucket, and the folder Data Capture writes to (`<prefix>/capture/`)."""
+    bucket, prefix = pipeline.settings.artifact_store.removeprefix("s3://").split("/", 1)
+    return bucket, f"{prefix}/capture/"
+
+
+def captured_records(aws, pipeline: Pipeline) -> dict[str, list[dict]]:
+    """Each capture file's records, by key."""
+    bucket, folder = capture_folder(pipeline)
+    s3 = aws.client("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
+    keys = [item["Key"] for page in pages for item in page.get("Contents", [])]
+    lines = {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read().splitlines() for key in keys}
+    return {
+        key: [json.loads(line) for line in found if line.startswith(b"{")] for key, found in lines.items()
+    }
 
 
 def test_a_merge_is_served_by_a_sagemaker_endpoint(aws, pipeline, scaler, sagemaker):
@@ -242,3 +267,83 @@ def test_bad_deploy_options_fail_the_deployment_with_each_named(
         "role_arn",
     ):
         assert said in done.reason
+
+
+def test_requests_the_live_endpoint_served_are_replayed_in_the_next_prediction_diff(
+    aws, pipeline, scaler, sagemaker
+):
+    first = deploy(pipeline, str(scaler.path), scaler.git("rev-parse", "HEAD"))
+    for body in ({"x": [3, 4]}, {"x": [5]}, {"x": [3, 4]}):  # one twice: replayed once
+        invoke(aws, first.url, body)
+    stable = first.url.split("/endpoints/")[1].split("/")[0]
+    bucket, folder = capture_folder(pipeline)
+    capture = sagemaker.describe_endpoint_config(EndpointConfigName=first.instance["release"])
+    assert capture["DataCaptureConfig"]["DestinationS3Uri"] == f"s3://{bucket}/{folder.rstrip('/')}"
+    assert capture["DataCaptureConfig"]["CaptureOptions"] == [{"CaptureMode": "Input"}]
+    expired = f"{folder}{stable}/AllTraffic/2020/01/01/00/00-00-000-expired.jsonl"  # past the 7 days kept
+    aws.client("s3").put_object(Bucket=bucket, Key=expired, Body=b"")
+
+    second = deploy(pipeline, str(scaler.path), scaler.commit({"scale.txt": "3"}, "scale 3"))
+
+    assert second.state == "live", second.reason
+    assert "3 of 3 replayed requests answered differently" in report_of(pipeline, second)
+    records = captured_records(aws, pipeline)
+    assert expired not in records
+    assert all(key.startswith(f"{folder}{stable}/AllTraffic/20") for key in records)  # candidates' deleted
+    inputs = [record["captureData"]["endpointInput"] for found in records.values() for record in found]
+    sent = [i["data"] for i in inputs if i["encoding"] == "JSON"]
+    assert sorted(set(sent)) == ['{"x": [1, 2]}', '{"x": [3, 4]}', '{"x": [5]}']  # the checks' too:
+    checks = [r for found in records.values() for r in found if r["eventMetadata"].get("inferenceId")]
+    assert checks and all(r["eventMetadata"]["inferenceId"] == "tierbot-check" for r in checks)
+
+
+def test_capture_off_replays_the_smoke_request_only(aws, batch_settings, tmp_path, scaler, serving_image):
+    pipeline = pipeline_with(batch_settings, tmp_path, options(aws, serving_image, capture_percentage=0))
+    try:
+        first = deploy(pipeline, str(scaler.path), scaler.git("rev-parse", "HEAD"))
+        invoke(aws, first.url, {"x": [3, 4]})
+        second = deploy(pipeline, str(scaler.path), scaler.commit({"scale.txt": "3"}, "scale 3"))
+
+        assert second.state == "live", second.reason
+        assert "1 of 1 replayed request answered differently" in report_of(pipeline, second)
+        config = aws.client("sagemaker").describe_endpoint_config(
+            EndpointConfigName=second.instance["release"]
+        )
+        assert not config.get("DataCaptureConfig")
+        assert captured_records(aws, pipeline) == {}
+    finally:
+        pipeline.db.dispose()
+
+
+def test_a_captured_request_that_is_not_json_is_skipped(aws, pipeline, scaler):
+    first = deploy(pipeline, str(scaler.path), scaler.git("rev-parse", "HEAD"))
+    stable = first.url.split("/endpoints/")[1].split("/")[0]
+    runtime = aws.client("sagemaker-runtime")
+    runtime.invoke_endpoint(EndpointName=stable, Body=b'{"x": [7]}', ContentType="text/plain")
+    bucket, folder = capture_folder(pipeline)
+    records = captured_records(aws, pipeline).items()
+    (captured,) = [r for key, found in records if key.startswith(f"{folder}{stable}/") for r in found]
+    sent = captured["captureData"]["endpointInput"]  # a type not declared JSON: base64, as SageMaker does
+    assert (sent["encoding"], sent["data"]) == ("BASE64", base64.b64encode(b'{"x": [7]}').decode())
+    not_json = [
+        capture_record("x=7", "BASE64", "text/plain"),
+        capture_record("1.5,2.5", "CSV", "text/csv"),
+        b"not a record",
+        b'{"captureData": 1}',
+    ]
+    newest = f"{folder}{stable}/AllTraffic/9999/12/31/23/59-59-999-not-json.jsonl"
+    aws.client("s3").put_object(Bucket=bucket, Key=newest, Body=b"\n".join(not_json) + b"\n")
+
+    second = deploy(pipeline, str(scaler.path), scaler.commit({"scale.txt": "3"}, "scale 3"))
+
+    assert second.state == "live", second.reason
+    assert "2 of 2 replayed requests answered differently" in report_of(pipeline, second)  # smoke, x: 7
+
+
+def capture_record(body: str, encoding: str, content_type: str) -> bytes:
+    """A line of a capture file, as SageMaker writes it."""
+    data = base64.b64encode(body.encode()).decode() if encoding == "BASE64" else body
+    sent = {"observedContentType": content_type, "mode": "INPUT", "data": data, "encoding": encoding}
+    metadata = {"eventId": str(uuid.uuid4()), "inferenceTime": "9999-12-31T23:59:59.999Z"}
+    record = {"captureData": {"endpointInput": sent}, "eventMetadata": metadata, "eventVersion": "0"}
+    return json.dumps(record).encode()

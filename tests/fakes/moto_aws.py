@@ -108,7 +108,11 @@ def _call_of(environ) -> Call:
         return Call(service, form.get("Action", "").lower(), form)
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     operation = target.rsplit(".", 1)[-1] if target else environ["PATH_INFO"].rstrip("/").rsplit("/", 1)[-1]
-    return Call(service, operation.lower(), json.loads(body) if body else {})
+    try:
+        parameters = json.loads(body) if body else {}
+    except ValueError:  # InvokeEndpoint's body is the model's payload, not an API document
+        parameters = {}
+    return Call(service, operation.lower(), parameters)
 
 
 class _LiveLogs:

@@ -12,7 +12,12 @@ Stopping, …) with its transitions, FailureReason from /opt/ml/output/failure (
 exit code: N"), TrainingTimeInSeconds and BillableTimeInSeconds (a spot job's is SPOT_BILLED of its
 training time), and the container's output in CloudWatch Logs (`/aws/sagemaker/TrainingJobs`,
 `<job>/algo-1-<epoch>`) line by line as it prints. StopTrainingJob stops the container; MaxRuntime is
-enforced (Stopped, MaxRuntimeExceeded). A test interrupts a spot job with `interrupt(name)`: its
+enforced (Stopped, MaxRuntimeExceeded). A training image in a registry (`<host>/<repository>:<tag>`, as
+an ECR URI; in the tests the local registry of tests/fakes/registry.py that moto_aws.py's `ecr` fixture
+puts behind moto's ECR) is pulled from it with the account's ECR token as moto's ECR hands it out, as
+SageMaker pulls from ECR: a job runs what was pushed, not a local tag that happens to have the same
+name, and an image that never reached the registry fails the job. A local tag (the session's job image,
+in no registry) runs as it is. A test interrupts a spot job with `interrupt(name)`: its
 instances are taken back and no capacity returns (Stopped, Interrupted). Only the first host of a job
 is played, whatever its InstanceCount.
 """
@@ -129,6 +134,7 @@ class _Player(threading.Thread):
         job = self.job
         spec = job.algorithm_specification
         self._transition("Downloading", "Downloading the training image")
+        _pull(engine, spec["TrainingImage"], self.account)
         self.container = engine.containers.create(
             spec["TrainingImage"],
             entrypoint=spec.get("ContainerEntrypoint"),
@@ -214,6 +220,14 @@ class _Player(threading.Thread):
             *lines, pending = (pending + chunk).split(b"\n")
             _put(logs, stream, lines)
         _put(logs, stream, [pending])
+
+
+def _pull(engine, image: str, account: str) -> None:
+    """A registry's image (its name starts with a host: a dot, a port or localhost) pulled with the
+    account's ECR token (moto's: AWS:<account>-auth-token); a local tag left as it is."""
+    host, _, rest = image.partition("/")
+    if rest and ("." in host or ":" in host or host == "localhost"):
+        engine.images.pull(image, auth_config={"username": "AWS", "password": f"{account}-auth-token"})
 
 
 def _put(logs, stream: str, lines: list[bytes]) -> None:

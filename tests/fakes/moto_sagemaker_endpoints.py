@@ -11,15 +11,22 @@ is never stubbed), as SageMaker hosts a model:
   the new one answers /ping: then InService on the new config and the old container stopped. A new one
   that never answers is removed and the endpoint stays InService on the old config, FailureReason set.
 - InvokeEndpoint: forwarded to the endpoint's container's `POST /invocations`; an answer that is not
-  2xx comes back as SageMaker's ModelError (424, OriginalStatusCode, OriginalMessage).
+  2xx comes back as SageMaker's ModelError (424, OriginalStatusCode, OriginalMessage). When the serving
+  config's DataCaptureConfig captures input, the request is sampled at its InitialSamplingPercentage and
+  written to its DestinationS3Uri as SageMaker's Data Capture writes it (`<endpoint>/<variant>/yyyy/mm/dd/
+  hh/<mm-ss-ms-id>.jsonl`, a JSON Lines record with `captureData.endpointInput` and `eventMetadata`, the
+  InferenceId as `inferenceId`), through moto's own S3 backend. SageMaker buffers records and writes a
+  file every few minutes; here each captured request is a file of its own at once, so tests need not wait.
 - DeleteEndpoint: its containers removed.
 Containers share the host's network (127.0.0.1 is this server): each listens on a loopback port of its
 own (`SAGEMAKER_BIND_TO_PORT`, `TIERBOT_SERVE_HOST`), labelled with its endpoint's name (`LABEL`).
 """
 
+import base64
 import contextlib
 import io
 import json
+import random
 import socket
 import tarfile
 import threading
@@ -28,6 +35,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 LABEL = "tierbot-test-sagemaker-endpoint"  # on each endpoint's container: the endpoint's name
 PING_SECONDS = 60.0
@@ -86,7 +94,11 @@ def install() -> Callable[[], None]:
             return _error(
                 400, "ValidationError", f"Endpoint {name} of account {self.current_account} not found."
             )
-        return _forward(port, self.body, self.headers.get("Content-Type", "application/json"), name)
+        body = self.body.encode() if isinstance(self.body, str) else self.body
+        content_type = self.headers.get("Content-Type", "application/json")
+        answer = _forward(port, body, content_type, name)
+        serving.capture(body, content_type, self.headers.get("X-Amzn-SageMaker-Inference-Id"))
+        return answer
 
     backend.create_endpoint = create_and_serve
     backend.delete_endpoint = delete_and_stop
@@ -198,6 +210,25 @@ class _Serving:
         bucket, _, key = url.removeprefix("s3://").partition("/")
         return s3_backends[self.backend.account_id]["aws"].get_object(bucket, key).value
 
+    def capture(self, body: bytes, content_type: str, inference_id: str | None) -> None:
+        """The request in Data Capture's destination, when the serving config captures input."""
+        from moto.s3.models import s3_backends
+
+        config = self.backend.endpoint_configs[self.endpoint.endpoint_config_name]
+        wanted = config.data_capture_config or {}
+        modes = {option["CaptureMode"] for option in wanted.get("CaptureOptions", [])}
+        if not (wanted.get("EnableCapture", True) and modes & {"Input", "InputAndOutput"}):
+            return
+        if random.uniform(0, 100) >= wanted["InitialSamplingPercentage"]:
+            return
+        now = datetime.now(UTC)
+        record = _record(body, content_type, wanted.get("CaptureContentTypeHeader", {}), inference_id, now)
+        bucket, _, root = wanted["DestinationS3Uri"].removeprefix("s3://").partition("/")
+        variant = config.production_variants[0]["VariantName"]
+        folder = "/".join(p for p in (root.strip("/"), self.endpoint.endpoint_name, variant) if p)
+        key = f"{folder}/{now:%Y/%m/%d/%H}/{now:%M-%S}-{now.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+        s3_backends[self.backend.account_id]["aws"].put_object(bucket, key, record)
+
     def end(self) -> None:
         with self.lock:
             self.ended, container, self.port = True, self.container, None
@@ -220,11 +251,10 @@ def _answers_ping(container, port: int) -> bool:
     return False
 
 
-def _forward(port: int, body: bytes | str, content_type: str, name: str):
+def _forward(port: int, body: bytes, content_type: str, name: str):
     """The container's answer to /invocations, as SageMaker's runtime gives it back."""
-    data = body.encode() if isinstance(body, str) else body
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=data, headers={"Content-Type": content_type}
+        f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": content_type}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
@@ -242,6 +272,26 @@ def _forward(port: int, body: bytes | str, content_type: str, name: str):
     stream = f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/{name}"
     extra = {"OriginalStatusCode": status, "OriginalMessage": text, "LogStreamArn": stream}
     return _error(424, "ModelError", message, extra)
+
+
+def _record(body: bytes, content_type: str, types: dict, inference_id: str | None, now: datetime) -> bytes:
+    """One request as a line of SageMaker's capture files: text for the declared JSON and CSV types."""
+    declared = {"JSON": types.get("JsonContentTypes", []), "CSV": types.get("CsvContentTypes", [])}
+    encoding = next((kind for kind, listed in declared.items() if content_type in listed), "BASE64")
+    metadata = {"eventId": str(uuid.uuid4()), "inferenceTime": now.isoformat(timespec="milliseconds")}
+    record = {
+        "captureData": {
+            "endpointInput": {
+                "observedContentType": content_type,
+                "mode": "INPUT",
+                "data": base64.b64encode(body).decode() if encoding == "BASE64" else body.decode(),
+                "encoding": encoding,
+            }
+        },
+        "eventMetadata": metadata | ({"inferenceId": inference_id} if inference_id else {}),
+        "eventVersion": "0",
+    }
+    return json.dumps(record).encode() + b"\n"
 
 
 def _error(status: int, code: str, message: str, extra: dict | None = None):

@@ -26,13 +26,18 @@ STATES = {
     "refused": deployment(state="refused", reason="3 of 12 replayed requests answered differently"),
     "skipped": deployment(state="skipped", reason="superseded by deployment 7 (abcdef1) before it started"),
     "retired": deployment(state="retired", reason="replaced by deployment 6 (abcdef0)"),
+    "down": deployment(
+        instance={"down": "2026-12-07T05:00:00+00:00"},
+        reason="DOWN since 2026-12-07 05:00 UTC: its model server (pid 4242) is not running, after 3 "
+        "restarts in 10 minutes. Left down: deploy a fix, or roll back (tierbot rollback).",
+    ),
 }
 
 
 def test_a_deployments_message_in_each_state():
     shown = {what: deploy_message(d, REPORT if d.state != "waiting" else None) for what, d in STATES.items()}
     check_golden("slack-deploy.json", json.dumps(shown, indent=2, ensure_ascii=False) + "\n")
-    assert [m["blocks"][-1]["type"] for m in shown.values()].count("actions") == 2  # the live ones
+    assert [m["blocks"][-1]["type"] for m in shown.values()].count("actions") == 3  # the live ones
     assert shown["live"]["blocks"][-1]["elements"][0]["value"] == "5"
     file_link = deploy_message(deployment(), "file:///srv/tierbot/reports/9.html")
     assert "Deploy report" not in json.dumps(file_link)  # a file on the bot's machine helps nobody
