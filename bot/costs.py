@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from bot.errors import TierbotError, TierUnknown
 from bot.store import ComparisonRecord, Database, Run, RunState
+from bot.store.db import BUDGETS, serialize
 from bot.store.models import utcnow
 from bot.tiers import Budget, Requester, Tier, TierSet
 
@@ -200,6 +201,9 @@ def charge(s: Session, tiers: TierSet, runs: Iterable[Run | None]) -> None:
         return
     head = new[0]
     who, month = Requester.model_validate(head.requested_by), month_of(head.created_at)
+    # Replicas check requests one after the other, each seeing what the one before committed: else two
+    # requests that each fit could both pass and together overrun the budget.
+    serialize(s, BUDGETS)
     found = charges(s, month, leave_out=[run.id for run in new])
     for budget in tiers.budgets:
         if budget.applies(head.repository, who):

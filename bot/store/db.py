@@ -23,6 +23,15 @@ _MIGRATION_LOCK = 7_413_001
 # The first half of the two-key advisory locks that say a run's worker, or a process, is alive
 # (`Database.hold`); the single-key locks above have 0 there, so they never meet.
 RUNS, PROCESSES = 7413, 7414
+BUDGETS = 7415  # of `serialize`: the checks of requests against budgets
+
+
+def serialize(session: Session, space: int, key: int = 0) -> None:
+    """The session's transaction runs after every other one that took this lock and before the next:
+    on PostgreSQL a transaction-level advisory lock, released at its end; SQLite's writers take turns
+    already (`BEGIN IMMEDIATE`, see `_make_engine`)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:space, :key)"), {"space": space, "key": key})
 
 
 class Database:

@@ -4,6 +4,7 @@ through the real pipeline, what every report says of a run's cost (pinned by
 tests/golden/comparison-costs.txt), and the spend on /metrics."""
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from bot.costs import (
     BudgetExceeded,
     RunCost,
     actual_cost,
+    charge,
     charges,
     estimate,
     money,
@@ -301,6 +303,34 @@ def test_a_request_over_budget_is_refused_at_once_and_spend_survives_a_restart(
     assert done.state == RunState.succeeded and done.actual_cost == pytest.approx(took / 3600 * 1.2, abs=1e-3)
     worse = again.submit(RunRequest(repository=repo, ref="worse")).head
     assert again.run(worse.id).estimated_cost == pytest.approx(done.actual_cost, abs=1e-3)  # its median
+
+
+def test_replicas_check_requests_against_a_budget_one_after_the_other(
+    settings, simple_repo, tmp_path, postgres_url
+):
+    """Two replicas' requests that each fit the budget, but not both: the second waits for the first's
+    transaction, sees its estimate, and is refused. Without the lock it read the spend before the first
+    committed, and both were queued."""
+    shared = priced(settings, tmp_path, simple_repo, monthly=1.0).model_copy(
+        update={"database_url": postgres_url}
+    )
+    one, two = Pipeline(shared), Pipeline(shared)
+    repo, said = str(simple_repo), {}
+
+    def request() -> None:
+        try:
+            said["queued"] = two.submit(RunRequest(repository=repo, ref="better")).head
+        except BudgetExceeded as exc:
+            said["refused"] = str(exc)
+
+    second = threading.Thread(target=request)
+    with one.db.session() as s:  # replica one, in the middle of a request: charged, not yet committed
+        charge(s, one.tiers, [add_run(s, repository=repo, tier="local", state=RunState.queued)])
+        second.start()
+        second.join(2)
+        assert second.is_alive(), "replica two decided without waiting for replica one"
+    second.join(60)
+    assert "has $0.40 left of $1.00" in said["refused"]  # replica one's $0.60 counted
 
 
 def test_reports_show_what_each_side_cost_and_a_reuse_costs_nothing(settings, simple_repo, tmp_path):
