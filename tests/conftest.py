@@ -159,6 +159,24 @@ def push_branch(repo: GitRepo, hosted_path: str, branch: str, files: dict[str, s
     return sha
 
 
+def better_against_main(pipeline, repo: GitRepo):
+    """`simple_repo`'s branch `better` compared with main end to end, a worker in this process taking
+    everything there is: the comparison (judged as SIMPLE_SPEC says: accuracy 0.9 → 0.95, better) and
+    the branch's run."""
+    from bot.request import RunRequest
+    from bot.worker import Worker
+
+    submission = pipeline.submit(RunRequest(repository=str(repo), ref="better", base="main"))
+    worker = Worker(pipeline)
+    while worker.run_once():
+        pass
+    comparison = pipeline.comparison(submission.comparison.id)
+    assert comparison.state == "done", comparison.reason
+    metric = next(m for m in comparison.result["metrics"] if m["name"] == "accuracy")
+    assert (metric["base"], metric["head"], metric["assessment"]) == (0.9, 0.95, "better")
+    return comparison, pipeline.run(submission.head.id)
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database for one test, dropped afterwards."""

@@ -14,7 +14,7 @@ from bot.request import RunRequest
 from bot.settings import Settings
 from bot.store import RunState
 from bot.worker import Worker
-from tests.conftest import GitRepo
+from tests.conftest import GitRepo, better_against_main
 
 from .conftest import bundle_keys, store_of
 
@@ -44,13 +44,7 @@ def test_a_comparison_on_a_batch_tier_end_to_end(aws, batch_settings, simple_rep
     settings = with_tiers(batch_settings, tmp_path, batch_tier(aws))
     pipeline = Pipeline(settings)
     assert pipeline.tiers.get("aws").unavailable is None
-    submission = pipeline.submit(RunRequest(repository=str(simple_repo), ref="better", base="main"))
-    work_off(pipeline)
-    comparison = pipeline.comparison(submission.comparison.id)
-    assert comparison.state == "done", comparison.reason
-    metric = next(m for m in comparison.result["metrics"] if m["name"] == "accuracy")
-    assert (metric["base"], metric["head"], metric["assessment"]) == (0.9, 0.95, "better")
-    head = pipeline.run(submission.head.id)
+    comparison, head = better_against_main(pipeline, simple_repo)
     assert (head.state, head.exit_code, head.tier, head.reason) == (
         RunState.succeeded,
         0,

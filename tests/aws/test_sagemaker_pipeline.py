@@ -9,10 +9,10 @@ import pytest
 from bot.backends import reap
 from bot.backends.sagemaker import ARGUMENTS, ENTRYPOINT
 from bot.pipeline import Pipeline
-from bot.request import RunRequest
 from bot.store import RunState
 from bot.worker import Worker
 
+from ..conftest import better_against_main
 from .conftest import sagemaker_tier
 from .test_batch_pipeline import with_tiers
 
@@ -28,15 +28,7 @@ def tier_of(aws, name: str = "sm", **options) -> dict:
 def test_a_comparison_on_a_sagemaker_tier_end_to_end(aws, batch_settings, simple_repo, tmp_path):
     pipeline = Pipeline(with_tiers(batch_settings, tmp_path, tier_of(aws)))
     assert pipeline.tiers.get("sm").unavailable is None
-    submission = pipeline.submit(RunRequest(repository=str(simple_repo), ref="better", base="main"))
-    worker = Worker(pipeline)
-    while worker.run_once():
-        pass
-    comparison = pipeline.comparison(submission.comparison.id)
-    assert comparison.state == "done", comparison.reason
-    metric = next(m for m in comparison.result["metrics"] if m["name"] == "accuracy")
-    assert (metric["base"], metric["head"], metric["assessment"]) == (0.9, 0.95, "better")
-    head = pipeline.run(submission.head.id)
+    comparison, head = better_against_main(pipeline, simple_repo)
     assert (head.state, head.exit_code, head.tier) == (RunState.succeeded, 0, "sm")
     assert {o.path for o in pipeline.outputs(head.id)} == {"metrics.json", "notes.txt"}
     log = pipeline.artifacts.read_text(head.log_path)

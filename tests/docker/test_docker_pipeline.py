@@ -9,6 +9,7 @@ from bot.request import RunRequest
 from bot.store import RunState
 from bot.worker import Worker
 
+from ..conftest import better_against_main
 from .conftest import BASE_IMAGE
 
 pytestmark = pytest.mark.docker
@@ -28,22 +29,14 @@ def test_a_comparison_on_a_docker_tier_end_to_end(engine, docker_settings, simpl
     (tmp_path / "tiers.yaml").write_text(TIERS)
     settings = docker_settings.model_copy(update={"tiers_file": tmp_path / "tiers.yaml"})
     pipeline = Pipeline(settings)
-    submission = pipeline.submit(RunRequest(repository=str(simple_repo), ref="better", base="main"))
-    worker = Worker(pipeline)
-    while worker.run_once():
-        pass
-    comparison = pipeline.comparison(submission.comparison.id)
-    assert comparison.state == "done", comparison.reason
-    metric = next(m for m in comparison.result["metrics"] if m["name"] == "accuracy")
-    assert (metric["base"], metric["head"], metric["assessment"]) == (0.9, 0.95, "better")
-    head = pipeline.run(submission.head.id)
+    comparison, head = better_against_main(pipeline, simple_repo)
     assert (head.state, head.exit_code, head.tier) == (RunState.succeeded, 0, "box")
     assert head.reason == "2 output files"
     assert {o.path for o in pipeline.outputs(head.id)} == {"metrics.json", "notes.txt"}
     log = Path(head.log_path).read_text()
     assert "done, accuracy 0.95" in log and "[tierbot: " in log and "environment image tierbot-env:" in log
     assert list((settings.data_dir / "containers").iterdir()) == []  # the copied-out workdirs are removed
-    for run_id in (submission.head.id, submission.base.id):
+    for run_id in (comparison.head_run_id, comparison.base_run_id):
         labels = [f"tierbot.run={run_id}", f"tierbot.instance={settings.docker_instance}"]
         assert engine.api.containers(all=True, filters={"label": labels}) == []
 
