@@ -12,13 +12,24 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bot.errors import TierbotError, TierForbidden, TierUnavailable, TierUnknown
 from bot.units import parse_size, positive_duration
+from bot.yaml_errors import in_words
 from bot.yamlmodel import load_model
+
+Options = TypeVar("Options", bound=BaseModel)
 
 
 class Requester(BaseModel):
@@ -152,6 +163,15 @@ class Tier(BaseModel):
     @classmethod
     def _runtime(cls, value: float | str) -> float:
         return positive_duration(value, "max_runtime")
+
+    def options_as(self, model: type[Options], invalid: type[TierbotError]) -> Options:
+        """`backend_options` read by the tier's backend (`model`); `invalid` names each bad option, in
+        the operator's words."""
+        try:
+            return model.model_validate(self.backend_options)
+        except ValidationError as exc:
+            problems = "; ".join(in_words(model, self.backend_options, exc))
+            raise invalid(f"tier {self.name!r} has invalid backend_options: {problems}") from None
 
     @property
     def memory_bytes(self) -> int | None:

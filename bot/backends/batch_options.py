@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from bot.aws_options import ROLE_ARN, client, role_lacks, unavailable
 from bot.backends.ecr import EcrImage, repository_lacks
@@ -27,7 +27,6 @@ from bot.errors import TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
 from bot.units import positive_duration
-from bot.yaml_errors import in_words
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient
@@ -79,11 +78,7 @@ class BatchOptions(EcrImage):
 def options_of(tier: Tier) -> BatchOptions:
     """The tier's batch options, or BatchOptionsInvalid naming each bad option; with what AWS Batch needs
     of the tier itself (memory, whole vCPUs)."""
-    try:
-        options = BatchOptions.model_validate(tier.backend_options)
-    except ValidationError as exc:
-        problems = "; ".join(in_words(BatchOptions, tier.backend_options, exc))
-        raise BatchOptionsInvalid(f"tier {tier.name!r} has invalid backend_options: {problems}") from None
+    options = tier.options_as(BatchOptions, BatchOptionsInvalid)
     if options.image is not None and options.job_definition is not None:
         raise BatchOptionsInvalid(
             f"tier {tier.name!r}: give backend_options image or job_definition, not both (a job definition "

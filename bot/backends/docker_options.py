@@ -16,13 +16,12 @@ import re
 import ssl
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.errors import TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
 from bot.units import format_size, parse_size
-from bot.yaml_errors import in_words
 
 if TYPE_CHECKING:
     import docker
@@ -95,11 +94,7 @@ class DockerOptions(BaseModel):
 
 def options_of(tier: Tier) -> DockerOptions:
     """The tier's docker options, or DockerOptionsInvalid naming each bad option."""
-    try:
-        options = DockerOptions.model_validate(tier.backend_options)
-    except ValidationError as exc:
-        problems = "; ".join(in_words(DockerOptions, tier.backend_options, exc))
-        raise DockerOptionsInvalid(f"tier {tier.name!r} has invalid backend_options: {problems}") from None
+    options = tier.options_as(DockerOptions, DockerOptionsInvalid)
     if bool(options.tls_client_cert) != bool(options.tls_client_key):
         raise DockerOptionsInvalid(
             f"tier {tier.name!r}: backend_options tls_client_cert and tls_client_key go together"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from bot.aws_options import ROLE_ARN, client, one_of, role_lacks, sdk_choices, unavailable
 from bot.backends.ecr import EcrImage, repository_lacks
@@ -28,7 +28,6 @@ from bot.errors import TierbotError
 from bot.settings import Settings
 from bot.tiers import Tier
 from bot.units import positive_duration
-from bot.yaml_errors import in_words
 
 SERVICE = "SageMaker"
 
@@ -83,11 +82,7 @@ class SageMakerOptions(EcrImage):
 
 def options_of(tier: Tier) -> SageMakerOptions:
     """The tier's sagemaker options, or SageMakerOptionsInvalid naming each bad option in words."""
-    try:
-        options = SageMakerOptions.model_validate(tier.backend_options)
-    except ValidationError as exc:
-        problems = "; ".join(in_words(SageMakerOptions, tier.backend_options, exc))
-        raise SageMakerOptionsInvalid(f"tier {tier.name!r} has invalid backend_options: {problems}") from None
+    options = tier.options_as(SageMakerOptions, SageMakerOptionsInvalid)
     if options.image is None and options.ecr_repository is None:
         raise SageMakerOptionsInvalid(
             f"tier {tier.name!r} has no image to run: give backend_options image (for repositories without "

@@ -90,14 +90,15 @@ def lists_in(metrics: dict[str, Number]) -> dict[str, tuple[list[Number], list[N
 
 def _listed(metrics: dict[str, Number], series: set[str]) -> dict[str, Number]:
     """The rows of a table: every number, but of each of `series` only its last value."""
-    rows = {}
+    rows, last = {}, {}
     for name, value in metrics.items():
         element = _ELEMENT.match(name)
-        if element is None or (element.group(1) or "(list)") not in series:
+        listed = element and (element.group(1) or "(list)")
+        if listed in series:
+            last[listed + LAST] = value  # in document order: the list's last element stays
+        else:
             rows[name] = value
-    found = lists_in(metrics)
-    rows.update({name + LAST: found[name][1][-1] for name in series if name in found})
-    return rows
+    return rows | last
 
 
 def _natural(name: str) -> tuple:
